@@ -1,0 +1,210 @@
+"""The `persist` fixture's object: save, restore, check one model in the current format."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .compare import ArrayComparison, Tolerance, compare_outputs
+from .formats.base import Artifact, Format, Restored, first_lines
+from .models import Inputs, ModelInfo, describe, run
+from .report import mismatch_report
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Tolerance and safety settings merged from ini, the marker and the call (in that order)."""
+
+    rtol: float | None = None
+    atol: float | None = None
+    exact: bool = False
+    table: Mapping[str, Tolerance] = field(default_factory=dict)
+    safe_mode: bool = True
+
+    def merged(self, **overrides: Any) -> CheckOptions:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return CheckOptions(**{**self.__dict__, **given})
+
+
+@dataclass
+class CheckResult:
+    """What `persist.check` did: the artifact, the restores, outputs and comparisons."""
+
+    format: str
+    artifact: Artifact
+    restored: list[Restored]
+    expected: list[np.ndarray]
+    actual: list[list[np.ndarray]]
+    comparisons: list[list[ArrayComparison]]
+
+
+class Persist:
+    """One model-persistence format, bound to one test (the `persist` fixture's value).
+
+    ``persist.format`` is the format's name. ``persist.check(model, inputs, build=...)`` saves,
+    restores from the files alone and compares outputs; ``save`` and ``restore`` are its steps.
+    """
+
+    def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
+                 nodeid: str = "") -> None:
+        self._fmt = fmt
+        self._tmp_path = tmp_path
+        self._options = options
+        self._nodeid = nodeid
+        self._saves = 0
+
+    @property
+    def format(self) -> str:
+        """The current format's name (the test id's ``[<format>]``)."""
+        return self._fmt.name
+
+    @property
+    def adapter(self) -> Format:
+        """The format object doing the work (built-in or registered by a plugin)."""
+        return self._fmt
+
+    def __repr__(self) -> str:
+        return f"<persist format={self.format!r} test={self._nodeid!r}>"
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def applies_to(self, model: Any) -> str | None:
+        """Why the current format cannot hold `model`, or None when it can."""
+        info = describe(model)
+        reason = self._fmt.unsupported(model, info) if hasattr(self._fmt, "unsupported") else None
+        return reason
+
+    def save(self, model: Any, *, inputs: Inputs = None) -> Artifact:
+        """Save `model` in the current format under the test's tmp dir; returns the artifact.
+
+        `inputs` (example inputs) fix the input signature for formats that trace the model
+        (savedmodel, pb, ckpt of a Keras model). The test is skipped, with the reason, when the
+        format cannot hold this kind of model.
+        """
+        __tracebackhide__ = True
+        info = self._model_info(model)
+        reason = self.applies_to(model)
+        if reason:
+            pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        self._saves += 1
+        directory = self._tmp_path / "persist" / self.format / str(self._saves)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._step("save", directory, info):
+            artifact = self._fmt.save(model, directory, inputs=inputs)
+            artifact.write_manifest()
+        return artifact
+
+    def restore(self, artifact: Artifact | str | Path, *, build: Callable[[], Any] | None = None,
+                **options: Any) -> Restored:
+        """Restore an artifact (or its directory) from its files; returns a callable model.
+
+        Weights-only formats need `build=`, a zero-argument callable returning a fresh model of
+        the same architecture; its variables are perturbed before the restore, and a variable
+        the files did not fill fails the test, named.
+        """
+        __tracebackhide__ = True
+        if not isinstance(artifact, Artifact):
+            artifact = Artifact.from_directory(Path(artifact))
+        options.setdefault("safe_mode", self._options.safe_mode)
+        if not self._accepts_safe_mode():
+            options.pop("safe_mode")
+        with self._step("restore", artifact.path, None):
+            restored = self._fmt.restore(artifact, build=build, **options)
+        if restored.report is not None and not restored.report.complete:
+            pytest.fail(
+                f"[{self.format}] restore of {artifact.path} ({restored.how}) was incomplete: "
+                f"{restored.report.summary()}",
+                pytrace=False,
+            )
+        return restored
+
+    def check(self, model: Any, inputs: Inputs = None, *, build: Callable[[], Any] | None = None,
+              rtol: float | None = None, atol: float | None = None, exact: bool | None = None,
+              **restore_options: Any) -> CheckResult:
+        """Save `model`, restore it from the files, run both on `inputs`, compare the outputs.
+
+        Fails the test with a per-output mismatch report when a restored output differs from
+        the original model's beyond tolerance (per-dtype defaults, overridden by ini, the
+        `persist` marker and these arguments). Returns a CheckResult.
+        """
+        __tracebackhide__ = True
+        info = self._model_info(model)
+        needs_build = getattr(self._fmt, "needs_build", False)
+        if needs_build and build is None and restore_options.get("into") is None:
+            reason = self.applies_to(model)
+            if reason:
+                pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+            pytest.fail(
+                f"[{self.format}] stores only variables, so persist.check() needs build=<a "
+                f"zero-argument callable returning a fresh {info.detail} of the same "
+                f"architecture>; or leave the format out with "
+                f"@pytest.mark.persist(exclude=[{self.format!r}])",
+                pytrace=False,
+            )
+        with self._step("run the original model on the inputs", None, info):
+            expected = run(model, inputs)
+        artifact = self.save(model, inputs=inputs)
+        attempts: list[dict[str, Any]] = [dict(restore_options)]
+        if needs_build:
+            attempts[0]["build"] = build
+        elif build is not None and getattr(self._fmt, "rebuild_optional", False):
+            attempts.append({**restore_options, "build": build})
+        options = self._options.merged(rtol=rtol, atol=atol, exact=exact)
+        result = CheckResult(self.format, artifact, [], expected, [], [])
+        for attempt in attempts:
+            restored = self.restore(artifact, **attempt)
+            with self._step("run the restored model", artifact.path, info):
+                actual = restored(inputs)
+            comparisons = compare_outputs(expected, actual, table=options.table,
+                                          rtol=options.rtol, atol=options.atol,
+                                          exact=options.exact)
+            text = mismatch_report(
+                f"[{self.format}] restored outputs differ from the original model's "
+                f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
+                comparisons,
+            )
+            if text:
+                pytest.fail(text, pytrace=False)
+            result.restored.append(restored)
+            result.actual.append(actual)
+            result.comparisons.append(comparisons)
+        return result
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _accepts_safe_mode(self) -> bool:
+        import inspect
+
+        try:
+            params = inspect.signature(self._fmt.restore).parameters
+        except (TypeError, ValueError):
+            return False
+        return "safe_mode" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def _model_info(self, model: Any) -> ModelInfo:
+        __tracebackhide__ = True
+        try:
+            return describe(model)
+        except Exception as exc:
+            pytest.fail(f"[{self.format}] {first_lines(exc)}", pytrace=False)
+
+    @contextlib.contextmanager
+    def _step(self, action: str, path: Path | None, info: ModelInfo | None) -> Iterator[None]:
+        """Turn a library exception into a failure naming the format, the file and the cause."""
+        __tracebackhide__ = True
+        try:
+            yield
+        except Exception as exc:
+            where = f" {path}" if path is not None else ""
+            kind = f" ({info.detail})" if info is not None else ""
+            pytest.fail(
+                f"[{self.format}] {action}{where}{kind} failed: "
+                f"{type(exc).__name__}: {first_lines(exc, 8)}",
+                pytrace=False,
+            )

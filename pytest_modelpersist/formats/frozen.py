@@ -1,0 +1,44 @@
+"""`pb`: a frozen GraphDef (variables -> constants), run by tensor name with a feed dict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import GraphModel, Inputs, concrete_function, describe
+from .base import Artifact, BaseFormat, Restored, spec_meta
+
+
+class FrozenGraphFormat(BaseFormat):
+    name = "pb"
+    description = "frozen GraphDef .pb, import_graph_def and run by tensor name ('x:0')"
+
+    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+        from .. import freezing
+
+        if isinstance(model, GraphModel):
+            frozen = freezing.freeze_session(model.session, model.output_names,
+                                             input_names=model.input_names)
+        else:
+            frozen = freezing.freeze_function(concrete_function(model, inputs))
+        frozen.write(directory / "model.pb")
+        return self.new_artifact(directory, "model.pb", describe(model), inputs=frozen.inputs,
+                                 outputs=frozen.outputs, input_specs=spec_meta(inputs))
+
+    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
+                grappler: bool = False, **options: Any) -> Restored:
+        from .. import freezing
+
+        graph_def = freezing.read_graph_def(artifact.path)
+        inputs, outputs = artifact.meta["inputs"], artifact.meta["outputs"]
+
+        def runner(args: list[np.ndarray]) -> list[np.ndarray]:
+            if len(args) != len(inputs):
+                raise ValueError(f"{artifact.path} takes inputs {inputs}, got {len(args)} arrays")
+            feeds = dict(zip(inputs, args, strict=True))
+            return freezing.run_graph_def(graph_def, feeds, outputs, grappler=grappler)
+
+        return Restored(artifact, graph_def, runner, how="import_graph_def + Session.run by name")

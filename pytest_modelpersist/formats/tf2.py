@@ -1,0 +1,120 @@
+"""`tf_checkpoint` (object-based `tf.train.Checkpoint`) and `savedmodel`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._tf import import_tensorflow
+from ..models import (
+    GRAPH,
+    KERAS,
+    MODULE,
+    GraphModel,
+    Inputs,
+    RestoreReport,
+    as_output_list,
+    concrete_function,
+    describe,
+    input_specs,
+    natural_key,
+)
+from .base import Artifact, BaseFormat, Restored, first_lines, restore_into_rebuilt, spec_meta
+
+
+class TFCheckpointFormat(BaseFormat):
+    name = "tf_checkpoint"
+    kinds = frozenset({KERAS, MODULE})
+    description = "TF2 tf.train.Checkpoint (object graph), read into a rebuilt model"
+    needs_build = True
+
+    def unsupported(self, model: Any, info: Any) -> str | None:
+        if info.kind == GRAPH:
+            return ("tf_checkpoint saves trackable objects and a TF1 graph model has none "
+                    "(its variables go through the ckpt format)")
+        return super().unsupported(model, info)
+
+    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+        tf = import_tensorflow()
+        prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
+        return self.new_artifact(directory, Path(prefix).name, describe(model),
+                                 prefix=Path(prefix).name, input_specs=spec_meta(inputs))
+
+    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
+                **options: Any) -> Restored:
+        tf = import_tensorflow()
+
+        def fill(target: Any) -> RestoreReport:
+            report = RestoreReport()
+            status = tf.train.Checkpoint(model=target).read(str(artifact.path))
+            try:  # TF's own accounting: every object of the target found, every value used
+                status.assert_existing_objects_matched()
+                status.assert_consumed()
+            except AssertionError as exc:
+                report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
+            return report
+
+        return restore_into_rebuilt(self, artifact, build, fill,
+                                    how="tf.train.Checkpoint.read into the rebuilt model")
+
+
+class SavedModelFormat(BaseFormat):
+    name = "savedmodel"
+    description = "SavedModel directory, run through its serving_default signature"
+
+    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+        tf = import_tensorflow()
+        info = describe(model)
+        path = directory / "saved_model"
+        if info.kind == KERAS:
+            model.export(str(path), format="tf_saved_model", verbose=False,
+                         input_signature=input_specs(inputs))
+        elif info.kind == MODULE:
+            tf.saved_model.save(model, str(path), signatures=concrete_function(model, inputs))
+        else:
+            save_graph_savedmodel(model, path)
+        return self.new_artifact(directory, "saved_model", info, signature="serving_default",
+                                 input_specs=spec_meta(inputs))
+
+    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
+                **options: Any) -> Restored:
+        tf = import_tensorflow()
+        key = artifact.meta.get("signature", "serving_default")
+        loaded = tf.saved_model.load(str(artifact.path))
+        try:
+            signature = loaded.signatures[key]
+        except KeyError:
+            raise KeyError(f"{artifact.path} has no {key!r} signature; it has "
+                           f"{sorted(loaded.signatures)}") from None
+        arg_specs = signature.structured_input_signature[1]
+        names = sorted(arg_specs, key=natural_key)
+
+        def runner(args: list[np.ndarray]) -> list[np.ndarray]:
+            if len(args) != len(names):
+                raise ValueError(f"signature {key!r} takes {names}, got {len(args)} inputs")
+            feeds = {n: tf.constant(a, dtype=arg_specs[n].dtype) for n, a in zip(names, args,
+                                                                                   strict=True)}
+            out = signature(**feeds)
+            return as_output_list({k: v.numpy() for k, v in out.items()})
+
+        return Restored(artifact, loaded, runner, how=f"tf.saved_model.load + {key!r} signature")
+
+
+def save_graph_savedmodel(model: GraphModel, path: Path) -> None:
+    """TF1 SavedModelBuilder export of a graph model with a serving_default signature."""
+    tf = import_tensorflow()
+    v1 = tf.compat.v1
+    with model.graph.as_default():
+        inputs = {t.name.split(":")[0].replace("/", "_"): t
+                  for t in (model._tensor(i) for i in model.inputs)}
+        outputs = {f"output_{i}": model._tensor(o) for i, o in enumerate(model.outputs)}
+        signature = v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
+        builder = v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(
+            model.session, [v1.saved_model.tag_constants.SERVING],
+            signature_def_map={"serving_default": signature}, strip_default_attrs=True,
+        )
+        builder.save()

@@ -1,0 +1,1 @@
+"""Loaders that read saved models through other routes than the Python TensorFlow API."""

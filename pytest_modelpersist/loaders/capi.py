@@ -1,0 +1,213 @@
+"""Run saved models through TensorFlow's C API in a subprocess.
+
+The subprocess (``capi_runner.py``) never imports the ``tensorflow`` Python
+package: it loads the wheel's shared libraries with ctypes, as C#, Go, Java
+and Rust programs do. This module runs in the parent process, which may have
+tensorflow imported; ``import tensorflow`` is kept inside functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "CapiLoaderError",
+    "RUNNER",
+    "tf_lib_dir",
+    "run_capi",
+    "savedmodel_signature",
+]
+
+RUNNER = pathlib.Path(__file__).with_name("capi_runner.py")
+_LIBS = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2")
+_STDERR_TAIL = 2000
+
+
+class CapiLoaderError(RuntimeError):
+    """Loading or running a model through the TensorFlow C API failed."""
+
+
+def tf_lib_dir() -> pathlib.Path:
+    """The installed ``tensorflow`` package directory (holding the C API
+    shared libraries), found without importing tensorflow."""
+    try:
+        spec = importlib.util.find_spec("tensorflow")
+    except (ImportError, ValueError) as exc:
+        raise CapiLoaderError(f"cannot locate the tensorflow package: {exc}") from exc
+    if spec is None or not spec.submodule_search_locations:
+        raise CapiLoaderError(
+            "the tensorflow package is not installed in this environment "
+            f"({sys.executable}); the C API loader needs its shared libraries"
+        )
+    tried = []
+    for loc in spec.submodule_search_locations:
+        d = pathlib.Path(loc)
+        if all((d / so).is_file() for so in _LIBS):
+            return d
+        tried.append(str(d))
+    raise CapiLoaderError(
+        f"TensorFlow C API libraries {', '.join(_LIBS)} not found in {', '.join(tried)}"
+    )
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+_NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()",)
+
+
+def _is_noise(line: str) -> bool:
+    # absl INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on")
+    # are printed even with TF_CPP_MIN_LOG_LEVEL=2; keep warnings and errors.
+    if line.startswith(_NOISE_PREFIXES):
+        return True
+    return len(line) > 5 and line[0] == "I" and line[1:5].isdigit() and line[5] == " "
+
+
+def _tail(text: str) -> str:
+    text = "\n".join(ln for ln in text.splitlines() if not _is_noise(ln)).strip()
+    if len(text) > _STDERR_TAIL:
+        text = "..." + text[-_STDERR_TAIL:]
+    return text
+
+
+def run_capi(
+    kind: str,
+    path,
+    feeds: Mapping[str, np.ndarray],
+    fetches: Sequence[str],
+    *,
+    workdir,
+    timeout: float = 120.0,
+    tags: Sequence[str] = ("serve",),
+    session_config: bytes | None = None,
+) -> list[np.ndarray]:
+    """Run ``fetches`` of a frozen graph (``kind="pb"``) or a SavedModel
+    directory (``kind="savedmodel"``) through the TensorFlow C API in a
+    subprocess that does not import the tensorflow Python package.
+
+    ``feeds`` maps tensor names (``"x:0"``, ``"serving_default_x:0"``) to
+    arrays; ``fetches`` are tensor names. Returns the fetched arrays in order.
+    ``session_config`` is an optional serialized ``tf.compat.v1.ConfigProto``.
+    Raises :class:`CapiLoaderError` on any failure.
+    """
+    if kind not in ("pb", "savedmodel"):
+        raise ValueError(f"kind must be 'pb' or 'savedmodel', not {kind!r}")
+    fetches = list(fetches)
+    if not fetches:
+        raise ValueError("fetches must name at least one tensor")
+    path = pathlib.Path(path).resolve()
+    what = f"C API {kind} loader for {path}"
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    inputs_npz = workdir / "capi_inputs.npz"
+    outputs_npz = workdir / "capi_outputs.npz"
+    request_json = workdir / "capi_request.json"
+    if outputs_npz.exists():
+        outputs_npz.unlink()
+
+    arrays = {f"input_{i}": np.asarray(v) for i, v in enumerate(feeds.values())}
+    np.savez(inputs_npz, **arrays)
+    request = {
+        "kind": kind,
+        "path": str(path),
+        "tags": list(tags),
+        "feeds": {name: f"input_{i}" for i, name in enumerate(feeds)},
+        "fetches": fetches,
+        "inputs_npz": str(inputs_npz),
+        "outputs_npz": str(outputs_npz),
+        "lib_dir": str(tf_lib_dir()),
+    }
+    if session_config:
+        request["config_hex"] = bytes(session_config).hex()
+    request_json.write_text(json.dumps(request, indent=1), encoding="utf-8")
+
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    cmd = [sys.executable, str(RUNNER), str(request_json)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, env=env, cwd=str(workdir), capture_output=True, text=True,
+            errors="replace", timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr or b""
+        if isinstance(stderr, bytes):
+            stderr = stderr.decode("utf-8", "replace")
+        msg = f"{what}: timed out (timeout={timeout:g} s); the runner process was killed"
+        if stderr.strip():
+            msg += f"\nrunner stderr:\n{_tail(stderr)}"
+        raise CapiLoaderError(msg) from None
+    elapsed = time.perf_counter() - t0
+
+    if proc.returncode < 0:
+        raise CapiLoaderError(
+            f"{what}: runner crashed with {_signal_name(proc.returncode)} "
+            f"(exit code {proc.returncode}) after {elapsed:.2f} s\n"
+            f"runner stderr:\n{_tail(proc.stderr)}"
+        )
+    if proc.returncode != 0:
+        raise CapiLoaderError(
+            f"{what}: runner exited with code {proc.returncode}\n"
+            f"runner stderr:\n{_tail(proc.stderr)}"
+        )
+    if not outputs_npz.is_file():
+        raise CapiLoaderError(
+            f"{what}: runner exited 0 but wrote no outputs file {outputs_npz}\n"
+            f"runner stderr:\n{_tail(proc.stderr)}"
+        )
+    with np.load(outputs_npz, allow_pickle=False) as z:
+        try:
+            return [z[f"output_{i}"] for i in range(len(fetches))]
+        except KeyError as exc:
+            raise CapiLoaderError(f"{what}: outputs file {outputs_npz} lacks {exc}") from None
+
+
+def savedmodel_signature(
+    path, signature_key: str = "serving_default", *, tags: Sequence[str] = ("serve",)
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(input key -> tensor name, output key -> tensor name) of a SavedModel
+    signature, read from ``saved_model.pb`` (the names the C API feeds and
+    fetches, e.g. ``serving_default_x:0`` and ``StatefulPartitionedCall:0``)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = pathlib.Path(path)
+    pb = path / "saved_model.pb"
+    if not pb.is_file():
+        raise CapiLoaderError(f"no saved_model.pb in {path}")
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(pb.read_bytes())
+    except Exception as exc:  # protobuf DecodeError
+        raise CapiLoaderError(f"cannot parse {pb}: {exc}") from exc
+    want = set(tags)
+    metas = [m for m in sm.meta_graphs if set(m.meta_info_def.tags) == want]
+    if not metas:
+        found = [sorted(m.meta_info_def.tags) for m in sm.meta_graphs]
+        raise CapiLoaderError(f"{path}: no meta graph with tags {sorted(want)} (has {found})")
+    sigs = metas[0].signature_def
+    if signature_key not in sigs:
+        raise CapiLoaderError(
+            f"{path}: no signature {signature_key!r} (has {sorted(sigs)})"
+        )
+    sig = sigs[signature_key]
+    return (
+        {k: v.name for k, v in sig.inputs.items()},
+        {k: v.name for k, v in sig.outputs.items()},
+    )

@@ -1,0 +1,57 @@
+"""The pytest11 entry point: options, ini, marker, hookspecs and the `persist` fixture.
+
+Importing this module (what `pytest --help` does) never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .session import MARKER_KEYWORDS, PersistSession
+
+SESSION_KEY = pytest.StashKey[PersistSession]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("modelpersist", "model persistence (pytest-modelpersist)")
+    group.addoption(
+        "--persist-formats", dest="persist_formats", default=None, metavar="NAMES",
+        help="comma-separated persistence formats to test, or 'all' "
+             "(built-in: ckpt, tf_checkpoint, h5, weights_h5, keras, savedmodel, pb). "
+             "Default: the persist_formats ini option, else all.",
+    )
+    parser.addini("persist_formats", "default for --persist-formats (comma list or 'all')",
+                  default="all")
+    parser.addini("persist_tolerances",
+                  "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
+                  type="linelist", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"persist({', '.join(k + '=...' for k in MARKER_KEYWORDS)}): narrow the persistence "
+        "formats of a test (intersected with --persist-formats) and set its tolerance",
+    )
+    # TensorFlow and Keras warn about their own internals (numpy 2 copy semantics, deprecated
+    # TF1 APIs the formats must call); users cannot act on those, so keep them out of reports.
+    for lib in ("tensorflow", "keras", "absl", "h5py"):
+        config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{lib}")
+    session = PersistSession(config)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "modelpersist-session")
+    session.start()
+
+
+@pytest.fixture
+def persist(request: pytest.FixtureRequest) -> Any:
+    """Save/restore/check a model in one format; the test runs once per selected format."""
+    return request.config.stash[SESSION_KEY].make_persist(request)

@@ -1,0 +1,60 @@
+"""Format name -> adapter. Unknown names give an error listing the known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .errors import UnknownFormatError
+
+if TYPE_CHECKING:
+    from .formats.base import Format
+
+ALL = "all"
+
+
+class FormatRegistry:
+    """The formats known to this pytest session, in registration order."""
+
+    def __init__(self) -> None:
+        self._formats: dict[str, Format] = {}
+
+    def register(self, fmt: Format, *, replace: bool = False) -> None:
+        """Add `fmt` under `fmt.name`; a second format of the same name needs `replace=True`."""
+        name = getattr(fmt, "name", None)
+        if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+            raise ValueError(f"a persist format needs a name of letters, digits and '_': {name!r}")
+        for attr in ("save", "restore"):
+            if not callable(getattr(fmt, attr, None)):
+                raise TypeError(f"persist format {name!r} has no {attr}() method")
+        if name in self._formats and not replace and self._formats[name] is not fmt:
+            raise ValueError(f"persist format {name!r} is already registered (pass replace=True)")
+        self._formats[name] = fmt
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._formats
+
+    def __len__(self) -> int:
+        return len(self._formats)
+
+    def names(self) -> list[str]:
+        """Registered format names, in registration order."""
+        return list(self._formats)
+
+    def get(self, name: str) -> Format:
+        """The format called `name`; UnknownFormatError lists the known names."""
+        try:
+            return self._formats[name]
+        except KeyError:
+            raise UnknownFormatError(name, self.names()) from None
+
+    def parse(self, spec: str | Iterable[str]) -> list[str]:
+        """Turn 'ckpt,h5' / 'all' / a list of names into known names, in registry order."""
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        names = [s.strip() for s in items if s and s.strip()]
+        if ALL in names:
+            return self.names()
+        for name in names:
+            self.get(name)
+        wanted = set(names)
+        return [n for n in self.names() if n in wanted]

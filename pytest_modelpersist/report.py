@@ -1,0 +1,66 @@
+"""Comparison results -> the failure text a user reads, and the terminal summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .compare import ArrayComparison
+
+
+def _value(v: Any) -> str:
+    v = np.asarray(v)
+    return np.array2string(v, precision=9) if v.ndim else repr(v.item())
+
+
+def describe_mismatch(c: ArrayComparison) -> str:
+    """One output's mismatch, several lines: what differs, how much, where, worst element."""
+    head = f"{c.name}: expected {c.expected_dtype}{list(c.expected_shape)}"
+    if c.problem:
+        return f"{head}; {c.problem}"
+    lines = [
+        f"{head}, tolerance {c.tolerance}",
+        f"  mismatched elements: {c.mismatched} of {c.total} ({c.percent:.3g}%)",
+        f"  max abs difference: {c.max_abs:.6g}   max rel difference: {c.max_rel:.6g}",
+    ]
+    if c.worst is not None:
+        idx, exp, act = c.worst
+        lines.append(f"  worst element at {idx}: expected {_value(exp)}, got {_value(act)}")
+    if c.nan_differs:
+        lines.append(f"  NaN in only one side at: {', '.join(map(str, c.nan_differs))}")
+    if c.inf_differs:
+        lines.append(f"  Inf differs (sign or presence) at: {', '.join(map(str, c.inf_differs))}")
+    if c.first:
+        shown = "; ".join(f"{i}: {_value(e)} != {_value(a)}" for i, e, a in c.first)
+        lines.append(f"  first mismatches: {shown}")
+    return "\n".join(lines)
+
+
+def mismatch_report(title: str, results: Sequence[ArrayComparison], *,
+                    footer: Iterable[str] = ()) -> str:
+    """The whole failure text for a comparison, or '' when every output matched."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return ""
+    body = "\n".join(describe_mismatch(r) for r in failed)
+    tail = "\n".join(line for line in footer if line)
+    return f"{title}\n{body}" + (f"\n{tail}" if tail else "")
+
+
+def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> list[str]:
+    """A plain fixed-width table, as a list of lines."""
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*cells[0]), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in cells[1:]]
+    return lines
+
+
+def outcome_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Formats x passed/failed/skipped, in the order given."""
+    rows = [(fmt, c.get("passed", 0), c.get("failed", 0), c.get("skipped", 0))
+            for fmt, c in counts.items()]
+    return format_table(rows, ("format", "passed", "failed", "skipped"))
