@@ -198,13 +198,13 @@ class Persist:
     def _step(self, action: str, path: Path | None, info: ModelInfo | None) -> Iterator[None]:
         """Turn a library exception into a failure naming the format, the file and the cause."""
         __tracebackhide__ = True
+        message = None
         try:
             yield
         except Exception as exc:
             where = f" {path}" if path is not None else ""
             kind = f" ({info.detail})" if info is not None else ""
-            pytest.fail(
-                f"[{self.format}] {action}{where}{kind} failed: "
-                f"{type(exc).__name__}: {first_lines(exc, 8)}",
-                pytrace=False,
-            )
+            message = (f"[{self.format}] {action}{where}{kind} failed: "
+                       f"{type(exc).__name__}: {first_lines(exc, 8)}")
+        if message is not None:  # outside the except block: no chained library traceback
+            pytest.fail(message, pytrace=False)

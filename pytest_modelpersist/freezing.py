@@ -365,6 +365,13 @@ def read_graph_def(path: str | os.PathLike[str]) -> GraphDef:
                 f"{path}: not a binary GraphDef (fields {unknown} are not GraphDef fields; "
                 "corrupt bytes, or another protobuf such as a SavedModel's saved_model.pb)"
             )
+        if not graph_def.HasField("versions"):
+            # TensorFlow writes `versions` (field 4) after every node and function: a file cut
+            # at a node boundary parses, but lacks it.
+            raise ValueError(
+                f"{path}: GraphDef without its 'versions' field, which TensorFlow writes after "
+                "the nodes: the file is truncated (or was not written by TensorFlow)"
+            )
     problem = _graph_problem(graph_def)
     if problem:
         raise ValueError(f"{path}: not a usable GraphDef ({problem}); truncated or corrupt file?")

@@ -18,6 +18,7 @@ from ._tf import import_tensorflow
 KERAS = "keras"
 MODULE = "tf.Module"
 GRAPH = "tf1-graph"
+OTHER = "other"
 KINDS = (KERAS, MODULE, GRAPH)
 
 Inputs = Any  # an array, a sequence of arrays (positional inputs), or None for no inputs
@@ -128,9 +129,11 @@ def natural_key(text: str) -> tuple[Any, ...]:
 
 
 def describe(model: Any) -> ModelInfo:
-    """Classify `model` into one of KINDS; TypeError for anything else."""
+    """Classify `model` into one of KINDS, or OTHER for objects TensorFlow does not know."""
     if isinstance(model, GraphModel):
         return ModelInfo(GRAPH, "TF1 graph model (GraphModel)")
+    if not _tf_loaded_or_model_from_tf(model):
+        return ModelInfo(OTHER, f"{type(model).__module__}.{type(model).__name__} object")
     tf = import_tensorflow()
     import keras
 
@@ -144,14 +147,15 @@ def describe(model: Any) -> ModelInfo:
         return ModelInfo(KERAS, f"Keras {sub} model")
     if isinstance(model, tf.Module):
         return ModelInfo(MODULE, f"tf.Module ({type(model).__name__})")
-    raise TypeError(
-        f"persist does not know how to save a {type(model).__module__}.{type(model).__name__}: "
-        "pass a Keras model, a tf.Module, or a pytest_modelpersist.GraphModel"
-    )
+    # Not a TensorFlow model: the built-in formats skip it; a plugin's format may take it.
+    return ModelInfo(OTHER, f"{type(model).__module__}.{type(model).__name__} object")
 
 
-def is_keras_subclassed(model: Any) -> bool:
-    return describe(model).detail.startswith("Keras subclassed")
+def _tf_loaded_or_model_from_tf(model: Any) -> bool:
+    """False for plain Python objects when TensorFlow is not even loaded (no import for them)."""
+    import sys
+
+    return "tensorflow" in sys.modules or "keras" in sys.modules
 
 
 def run(model: Any, inputs: Inputs) -> list[np.ndarray]:
@@ -162,8 +166,10 @@ def run(model: Any, inputs: Inputs) -> list[np.ndarray]:
     info = describe(model)
     if info.kind == KERAS:
         out = model(args if len(args) > 1 else args[0], training=False)
-    else:
+    elif callable(model):
         out = model(*args)
+    else:
+        raise TypeError(f"{info.detail} is not callable on inputs")
     return as_output_list(_to_numpy(out))
 
 

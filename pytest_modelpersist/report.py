@@ -12,7 +12,7 @@ from .compare import ArrayComparison
 
 def _value(v: Any) -> str:
     v = np.asarray(v)
-    return np.array2string(v, precision=9) if v.ndim else repr(v.item())
+    return str(v[()]) if v.ndim == 0 else np.array2string(v, precision=9)
 
 
 def describe_mismatch(c: ArrayComparison) -> str:

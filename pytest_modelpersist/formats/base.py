@@ -26,6 +26,7 @@ from ..models import (
 )
 
 MANIFEST = "modelpersist.json"
+KIND_LABELS = {"keras": "Keras", "tf.Module": "tf.Module", "tf1-graph": "TF1 graph"}
 
 
 @dataclass
@@ -127,7 +128,7 @@ class BaseFormat:
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         if info.kind not in self.kinds:
-            holds = " and ".join(sorted(self.kinds))
+            holds = " and ".join(KIND_LABELS.get(k, k) for k in sorted(self.kinds))
             return f"{self.name} holds {holds} models only"
         return None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tf import import_keras
-from ..models import KERAS, Inputs, RestoreReport, describe, run
+from ..models import KERAS, Inputs, ModelInfo, RestoreReport, describe, run
 from ..restoring import match_by_name
 from .base import Artifact, BaseFormat, Restored, restore_into_rebuilt, spec_meta
 
@@ -38,6 +38,13 @@ class H5Format(_KerasModelFormat):
     name = "h5"
     suffix = ".h5"
     description = "Keras full-model HDF5 (legacy), keras.models.load_model"
+
+    def unsupported(self, model: Any, info: ModelInfo) -> str | None:
+        if info.kind == KERAS and info.detail.startswith("Keras subclassed"):
+            return ("legacy HDF5 stores the architecture of Sequential and Functional models "
+                    "only (Keras 3 writes a subclassed one but cannot load it back); use the "
+                    "keras or weights_h5 format")
+        return super().unsupported(model, info)
 
 
 class KerasFormat(_KerasModelFormat):

@@ -1,0 +1,5 @@
+"""churnlab: predict which customers are about to cancel their subscription."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""Trained models and a fixed batch of customers, shared by the whole test session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from churnlab.data import make_churn_data
+from churnlab.legacy import build_legacy_graph
+from churnlab.models import build_baseline, build_churnnet, build_classifier, build_scorer
+from churnlab.train import train
+
+
+@pytest.fixture(scope="session")
+def batch() -> np.ndarray:
+    """Sixteen held-out customers (a different seed from the training data)."""
+    return make_churn_data(16, seed=123).x
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    return train(build_classifier())
+
+
+@pytest.fixture(scope="session")
+def baseline():
+    return train(build_baseline())
+
+
+@pytest.fixture(scope="session")
+def churnnet():
+    return train(build_churnnet())
+
+
+@pytest.fixture(scope="session")
+def scorer():
+    return train(build_scorer())
+
+
+@pytest.fixture
+def legacy_graph():
+    model = build_legacy_graph()
+    yield model
+    model.session.close()
+
+
+@pytest.fixture
+def legacy_inputs() -> np.ndarray:
+    return np.array([0.5, 1.0, 2.0], dtype=np.float32)
