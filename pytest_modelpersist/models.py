@@ -211,6 +211,16 @@ def concrete_function(model: Any, inputs: Inputs) -> Any:
     return serve.get_concrete_function()
 
 
+def function_outputs(fn: Any) -> list[Any]:
+    """The tensors a ConcreteFunction returns to its caller.
+
+    `fn.outputs` also lists gradient intermediates once the function has been differentiated
+    (a tf.Module trained with a GradientTape); the structured outputs are the real ones.
+    """
+    tf = import_tensorflow()
+    return list(fn.outputs[: len(tf.nest.flatten(fn.structured_outputs))])
+
+
 # ---- variables -------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from churnlab.data import make_churn_data
 from churnlab.legacy import build_legacy_graph
 from churnlab.models import build_baseline, build_churnnet, build_classifier, build_scorer
 from churnlab.train import train
+from pytest_modelpersist import GraphModel
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +38,21 @@ def scorer():
     return train(build_scorer())
 
 
+def build_legacy_model() -> GraphModel:
+    """The legacy graph, named for the plugin: its session, input and output tensors."""
+    legacy = build_legacy_graph()
+    return GraphModel(legacy.session, inputs=[legacy.x], outputs=[legacy.add, legacy.score])
+
+
+@pytest.fixture
+def build_legacy():
+    """How to rebuild the legacy graph (for restores into a fresh session)."""
+    return build_legacy_model
+
+
 @pytest.fixture
 def legacy_graph():
-    model = build_legacy_graph()
+    model = build_legacy_model()
     yield model
     model.session.close()
 

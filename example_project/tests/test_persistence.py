@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from churnlab.legacy import build_legacy_graph
 from churnlab.models import build_baseline, build_churnnet, build_classifier, build_scorer
 
 
@@ -33,9 +32,9 @@ def test_scorer_roundtrip(persist, scorer, batch):
     persist.check(scorer, batch, build=build_scorer)
 
 
-def test_legacy_graph_roundtrip(persist, legacy_graph, legacy_inputs):
+def test_legacy_graph_roundtrip(persist, legacy_graph, build_legacy, legacy_inputs):
     """The TF1 graph + session model (Saver checkpoints, frozen pb)."""
-    persist.check(legacy_graph, legacy_inputs, build=build_legacy_graph)
+    persist.check(legacy_graph, legacy_inputs, build=build_legacy)
 
 
 @pytest.mark.persist(formats=["keras", "savedmodel"])

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from .._tf import import_tensorflow
-from ..models import GraphModel, Inputs, concrete_function, describe, tf_variable, variables
+from ..models import (
+    GraphModel,
+    Inputs,
+    concrete_function,
+    describe,
+    function_outputs,
+    tf_variable,
+    variables,
+)
 from ..restoring import assign_by_name
 from .base import Artifact, BaseFormat, Restored, restore_into_rebuilt, spec_meta
 
@@ -58,7 +66,7 @@ def graph_model_from_function(model: Any, inputs: Inputs) -> tuple[GraphModel, d
             input_map[ph.name] = new
         outs = tf.graph_util.import_graph_def(
             fgraph.as_graph_def(), input_map=input_map,
-            return_elements=[t.name for t in fn.outputs], name="model",
+            return_elements=[t.name for t in function_outputs(fn)], name="model",
         )
         outputs = [tf.identity(t, name=f"output_{i}") for i, t in enumerate(outs)]
         init = tf.compat.v1.variables_initializer(list(graph_vars.values()))

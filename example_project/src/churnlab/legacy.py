@@ -6,11 +6,19 @@ tf.train.Saver), plus an input placeholder so it computes something per customer
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
-from pytest_modelpersist import GraphModel
 
 
-def build_legacy_graph() -> GraphModel:
+class LegacyGraph(NamedTuple):
+    session: tf.compat.v1.Session
+    x: tf.Tensor
+    add: tf.Tensor
+    score: tf.Tensor
+
+
+def build_legacy_graph() -> LegacyGraph:
     """A fresh graph and session with v1 = [1.0], v2 = [2.0], add = v1 + v2, score = add * x."""
     graph = tf.Graph()
     with graph.as_default():
@@ -22,4 +30,4 @@ def build_legacy_graph() -> GraphModel:
         init = tf.compat.v1.global_variables_initializer()
     session = tf.compat.v1.Session(graph=graph)
     session.run(init)
-    return GraphModel(session, inputs=[x], outputs=[add, score])
+    return LegacyGraph(session, x, add, score)
