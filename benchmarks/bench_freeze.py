@@ -167,8 +167,18 @@ def worker(variant: str, units: int, layers: int, workdir: Path) -> dict[str, An
 
 
 def _run_worker(variant: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", variant, "--units", str(args.units),
-           "--layers", str(args.layers), "--workdir", str(workdir)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--units",
+        str(args.units),
+        "--layers",
+        str(args.layers),
+        "--workdir",
+        str(workdir),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -212,24 +222,32 @@ def main(argv: list[str] | None = None) -> int:
         values = [t[step] for t in runs[variant] if step in t]
         return statistics.median(values) if values else None
 
-    print(f"\nmodel: Input {args.units} -> {args.layers} x Dense {args.units} -> Dense 10, "
-          f"{info['params']:,} params, frozen .pb {info['pb_bytes'] / 2**20:.1f} MiB; "
-          f"median of {args.repeat} fresh-process rounds, seconds\n")
-    header = (f"{'step':24s} {'naive s':>8s} {'ours s':>8s} {'floor s':>8s} "
-              f"{'speedup naive/ours':>19s} {'ours/floor':>11s}")
+    print(
+        f"\nmodel: Input {args.units} -> {args.layers} x Dense {args.units} -> Dense 10, "
+        f"{info['params']:,} params, frozen .pb {info['pb_bytes'] / 2**20:.1f} MiB; "
+        f"median of {args.repeat} fresh-process rounds, seconds\n"
+    )
+    header = (
+        f"{'step':24s} {'naive s':>8s} {'ours s':>8s} {'floor s':>8s} "
+        f"{'speedup naive/ours':>19s} {'ours/floor':>11s}"
+    )
     print(header)
     print("-" * len(header))
     for step, label in (*STEPS, ("total", "TOTAL freeze+load+run")):
         n, o, f = med("naive", step), med("ours", step), med("floor", step)
         speed = n / o if n is not None and o else None
         ratio = o / f if o is not None and f else None
-        print(f"{label:24s} {_fmt(n):>8s} {_fmt(o):>8s} {_fmt(f):>8s} "
-              f"{_fmt(speed, '.1f') + 'x' if speed else '-':>19s} "
-              f"{_fmt(ratio, '.2f') + 'x' if ratio else '-':>11s}")
+        print(
+            f"{label:24s} {_fmt(n):>8s} {_fmt(o):>8s} {_fmt(f):>8s} "
+            f"{_fmt(speed, '.1f') + 'x' if speed else '-':>19s} "
+            f"{_fmt(ratio, '.2f') + 'x' if ratio else '-':>11s}"
+        )
     total_speedup = med("naive", "total") / med("ours", "total")  # type: ignore[operator]
     verdict = "meets" if total_speedup >= GOAL else "MISSES"
-    print(f"\nfreeze+write+load+first run: ours is {total_speedup:.1f}x faster than naive "
-          f"({verdict} the >= {GOAL:.0f}x goal); outputs equal the Keras model's (rtol 1e-5).")
+    print(
+        f"\nfreeze+write+load+first run: ours is {total_speedup:.1f}x faster than naive "
+        f"({verdict} the >= {GOAL:.0f}x goal); outputs equal the Keras model's (rtol 1e-5)."
+    )
     print("ours' 'import + first run' is one call (run_graph_def); its parts are not split.")
     return 0
 

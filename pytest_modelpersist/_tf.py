@@ -35,19 +35,24 @@ def quiet_stderr() -> Iterator[list[str]]:
     back in the yielded list so a caller can show it when something went wrong.
     """
     captured: list[str] = []
+    # fd 2 itself, not sys.stderr.fileno(): under pytest's capture sys.stderr is a wrapper of
+    # another file, while the C++ runtime writes to descriptor 2.
+    fd = 2
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):
+        os.fstat(fd)
+    except OSError:
         yield captured
         return
-    sys.stderr.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     saved = os.dup(fd)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), fd)
         try:
             yield captured
         finally:
-            sys.stderr.flush()
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
             sink.seek(0)

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from . import golden as golden_files
 from .compare import ArrayComparison, Tolerance, compare_outputs
 from .formats.base import Artifact, Format, Restored, first_lines
-from .models import Inputs, ModelInfo, describe, run
-from .report import mismatch_report
+from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
+from .report import environment_notes, mismatch_report
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,25 @@ class CheckOptions:
     def merged(self, **overrides: Any) -> CheckOptions:
         given = {k: v for k, v in overrides.items() if v is not None}
         return CheckOptions(**{**self.__dict__, **given})
+
+
+@dataclass
+class GoldenTarget:
+    """Where one test's goldens live and how this run treats them."""
+
+    directory: Path
+    base_name: str  # the test's name without its format parameter
+    owner: str  # the test id recorded in each sidecar (no format parameter)
+    nodeid: str  # this item's id, for the update command
+    update: bool = False
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    def sidecar(self, name: str | None) -> Path:
+        full = self.base_name if name is None else f"{self.base_name}--{name}"
+        return golden_files.sidecar_path(self.directory, full)
+
+    def update_command(self) -> str:
+        return f'pytest "{self.nodeid}" --update-golden'
 
 
 @dataclass
@@ -52,12 +72,14 @@ class Persist:
     """
 
     def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
-                 nodeid: str = "") -> None:
+                 nodeid: str = "", golden: GoldenTarget | None = None) -> None:
         self._fmt = fmt
         self._tmp_path = tmp_path
         self._options = options
         self._nodeid = nodeid
+        self._golden = golden
         self._saves = 0
+        self._goldens_used: set[Path] = set()
 
     @property
     def format(self) -> str:
@@ -150,12 +172,17 @@ class Persist:
         with self._step("run the original model on the inputs", None, info):
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
+        options = self._options.merged(rtol=rtol, atol=atol, exact=exact)
+        golden_sidecar = None
+        if self._golden is not None:
+            # The golden is the original model's output; every format item shares it.
+            golden_sidecar = self._assert_golden(expected, None, inputs, options,
+                                                 what="the original model's outputs")
         attempts: list[dict[str, Any]] = [dict(restore_options)]
         if needs_build:
             attempts[0]["build"] = build
         elif build is not None and getattr(self._fmt, "rebuild_optional", False):
             attempts.append({**restore_options, "build": build})
-        options = self._options.merged(rtol=rtol, atol=atol, exact=exact)
         result = CheckResult(self.format, artifact, [], expected, [], [])
         for attempt in attempts:
             restored = self.restore(artifact, **attempt)
@@ -171,10 +198,94 @@ class Persist:
             )
             if text:
                 pytest.fail(text, pytrace=False)
+            if golden_sidecar is not None:
+                self._assert_golden(actual, None, inputs, options, reuse=True,
+                                    what=f"the outputs restored via {restored.how} "
+                                         f"from {artifact.path}")
             result.restored.append(restored)
             result.actual.append(actual)
             result.comparisons.append(comparisons)
         return result
+
+    # ---- goldens ---------------------------------------------------------------------------
+
+    def assert_golden(self, outputs: Any, name: str | None = None, *, inputs: Inputs = None,
+                      rtol: float | None = None, atol: float | None = None,
+                      exact: bool | None = None) -> Path:
+        """Compare `outputs` with this test's stored golden `name`; returns the sidecar path.
+
+        `name=None` is the test's own golden (the one `check` uses); a test wanting more
+        goldens names them. Missing or different goldens fail, naming the file and the command
+        that records them; with ``--update-golden`` they are (re)recorded instead. Give
+        `inputs` so a failure can tell changed inputs from a changed model.
+        """
+        __tracebackhide__ = True
+        options = self._options.merged(rtol=rtol, atol=atol, exact=exact)
+        return self._assert_golden(outputs, name, inputs, options, what="the outputs")
+
+    def _assert_golden(self, outputs: Any, name: str | None, inputs: Inputs,
+                       options: CheckOptions, *, what: str, reuse: bool = False) -> Path:
+        __tracebackhide__ = True
+        target = self._golden
+        if target is None:
+            pytest.fail("goldens are not available here (no test item)", pytrace=False)
+        sidecar = target.sidecar(name)
+        if sidecar in self._goldens_used and not reuse:
+            pytest.fail(f"golden {sidecar} is already used by this test: give each "
+                        "assert_golden() call its own name=", pytrace=False)
+        self._goldens_used.add(sidecar)
+        actual = as_output_list(outputs)
+        names = [f"output_{i}" for i in range(len(actual))]
+        inputs_crc = (golden_files.inputs_checksum(as_input_list(inputs))
+                      if inputs is not None else None)
+        label = f"[{self.format}] "
+        hint = f"record it with: {target.update_command()}"
+        message = None
+        lock = golden_files.golden_lock(sidecar) if target.update else contextlib.nullcontext()
+        with lock:
+            if not sidecar.exists():
+                if not target.update:
+                    pytest.fail(f"{label}golden missing: {sidecar}\n{hint}", pytrace=False)
+                self._write_golden(target, sidecar, actual, names, inputs_crc, "recorded")
+                return sidecar
+            try:
+                stored = golden_files.read_golden(sidecar)
+            except golden_files.GoldenError as exc:
+                if target.update:
+                    self._write_golden(target, sidecar, actual, names, inputs_crc, "updated")
+                    return sidecar
+                message = f"{label}{exc}\nre-record it with: {target.update_command()}"
+            if message is None:
+                comparisons = compare_outputs(stored.arrays, actual, table=options.table,
+                                              rtol=options.rtol, atol=options.atol,
+                                              exact=options.exact, names=stored.names
+                                              if len(stored.names) >= len(actual) else None)
+                if all(c.ok for c in comparisons):
+                    return sidecar
+                if target.update:
+                    self._write_golden(target, sidecar, actual, names, inputs_crc, "updated")
+                    return sidecar
+                footer = environment_notes(stored.recorded_with, golden_files.environment())
+                recorded_inputs = stored.doc.get("inputs")
+                if inputs_crc and recorded_inputs and recorded_inputs != inputs_crc:
+                    footer.insert(0, f"the inputs changed since the golden was recorded "
+                                     f"(checksum {recorded_inputs} -> {inputs_crc}): the "
+                                     "difference may come from the inputs, not the model")
+                elif inputs_crc and recorded_inputs:
+                    footer.insert(0, "the inputs are the ones the golden was recorded with: "
+                                     "the model (or the library computing it) changed")
+                footer.append(f"to accept the new outputs: {target.update_command()}")
+                message = mismatch_report(f"{label}{what} differ from the golden {sidecar}:",
+                                          comparisons, footer=footer)
+        pytest.fail(message, pytrace=False)
+
+    def _write_golden(self, target: GoldenTarget, sidecar: Path, arrays: list[np.ndarray],
+                      names: list[str], inputs_crc: str | None, event: str) -> None:
+        __tracebackhide__ = True
+        with self._step("write golden", sidecar, None):
+            golden_files.write_golden(sidecar, arrays, names=names, test=target.owner,
+                                      inputs_crc=inputs_crc)
+        target.events.append((event, str(sidecar)))
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -28,6 +28,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "(built-in: ckpt, tf_checkpoint, h5, weights_h5, keras, savedmodel, pb). "
              "Default: the persist_formats ini option, else all.",
     )
+    group.addoption(
+        "--update-golden", dest="update_golden", action="store_true",
+        help="record missing goldens and rewrite goldens whose outputs changed",
+    )
+    group.addoption(
+        "--golden-dir", dest="golden_dir", default=None, metavar="DIR",
+        help="root directory of golden files (default: a goldens/ folder next to each test "
+             "module); relative to rootdir",
+    )
+    group.addoption(
+        "--remove-unused-goldens", dest="remove_unused_goldens", action="store_true",
+        help="delete golden files whose tests no longer exist (only in fully collected modules)",
+    )
+    group.addoption(
+        "--allow-update-golden-on-ci", dest="allow_update_golden_on_ci", action="store_true",
+        help="allow --update-golden when the CI environment variable is set",
+    )
+    parser.addini("golden_dir", "default for --golden-dir", default="")
     parser.addini("persist_formats", "default for --persist-formats (comma list or 'all')",
                   default="all")
     parser.addini("persist_tolerances",

@@ -64,3 +64,24 @@ def outcome_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
     rows = [(fmt, c.get("passed", 0), c.get("failed", 0), c.get("skipped", 0))
             for fmt, c in counts.items()]
     return format_table(rows, ("format", "passed", "failed", "skipped"))
+
+
+def environment_notes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Lines saying how the golden's recording environment differs from this run's."""
+    notes = []
+    if recorded.get("device") and recorded.get("device") != current.get("device"):
+        notes.append(f"the golden was recorded on another device: {recorded.get('device')} "
+                     f"(this run: {current.get('device')}); float32 results differ across "
+                     "devices (up to ~3e-4 on a GPU with TF32): loosen rtol/atol for this test "
+                     "or record device-specific goldens")
+    if recorded.get("tf32") and str(recorded.get("device", "")).startswith("GPU"):
+        notes.append("the golden was recorded with TF32 enabled (float32 matmuls at reduced "
+                     "precision); disable it with "
+                     "tf.config.experimental.enable_tensor_float_32_execution(False) "
+                     "before recording for tighter goldens")
+    changed = [f"{k} {recorded.get(k)} -> {current.get(k)}"
+               for k in ("tensorflow", "keras", "numpy")
+               if recorded.get(k) and current.get(k) and recorded.get(k) != current.get(k)]
+    if changed:
+        notes.append("library versions changed since recording: " + ", ".join(changed))
+    return notes

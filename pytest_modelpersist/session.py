@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import golden as golden_files
 from .compare import Tolerance
 from .errors import UnknownFormatError
 from .registry import FormatRegistry
 
 MARKER_KEYWORDS = ("formats", "exclude", "rtol", "atol", "exact", "unsafe")
 FORMAT_PROPERTY = "modelpersist_format"
+GOLDEN_PROPERTY = "modelpersist_golden"
+
+
+def running_on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def base_test_name(item: Any) -> tuple[str, str]:
+    """(name, nodeid) of a test item without its persist format parameter.
+
+    The format is always the last parametrization (the plugin parametrizes last), so it is
+    the id's last '-'-separated part.
+    """
+    name, nodeid = item.name, item.nodeid
+    callspec = getattr(item, "callspec", None)
+    fmt = callspec.params.get("persist") if callspec is not None else None
+    if fmt is None:
+        return name, nodeid
+    ident = callspec.id
+    rest = ident[: -len(fmt)].rstrip("-") if ident.endswith(str(fmt)) else ident
+    base = item.originalname + (f"[{rest}]" if rest else "")
+    return base, nodeid[: len(nodeid) - len(name)] + base
 
 
 class PersistSession:
@@ -24,6 +48,12 @@ class PersistSession:
         self.registry = FormatRegistry()
         self.selected: list[str] = []
         self.outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.golden_events: dict[str, set[str]] = defaultdict(set)
+        self.unused: list[str] = []
+        self.removed: list[str] = []
+        golden_dir = config.getoption("golden_dir") or config.getini("golden_dir")
+        self.golden_root = (Path(config.rootpath, golden_dir) if golden_dir else None)
+        self.update_golden = bool(config.getoption("update_golden"))
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -49,6 +79,17 @@ class PersistSession:
                 f"--persist-formats selects no format; known formats: "
                 f"{', '.join(self.registry.names())} (or 'all')"
             )
+        if (self.update_golden and running_on_ci()
+                and not self.config.getoption("allow_update_golden_on_ci")):
+            raise pytest.UsageError(
+                "--update-golden refused: CI is set, and goldens recorded by CI are never "
+                "reviewed. Record them locally and commit them, or add "
+                "--allow-update-golden-on-ci if this job really should write them."
+            )
+
+    def golden_dir(self, module_path: Path) -> Path:
+        return golden_files.golden_dir_for(module_path, rootdir=self.config.rootpath,
+                                           golden_root=self.golden_root)
 
     # ---- collection ------------------------------------------------------------------
 
@@ -116,7 +157,7 @@ class PersistSession:
     def make_persist(self, request: pytest.FixtureRequest) -> Any:
         """The `persist` fixture's value for one parametrized test item."""
         from ._tf import INSTALL_HINT, tensorflow_available
-        from .api import CheckOptions, Persist
+        from .api import CheckOptions, GoldenTarget, Persist
 
         name = getattr(request, "param", None)
         if name is None:
@@ -129,14 +170,24 @@ class PersistSession:
             import sys
 
             pytest.fail(INSTALL_HINT.format(python=sys.executable), pytrace=False)
+        # Import TensorFlow now, quietly: the test is about to, and its start-up noise would
+        # otherwise land in the test's captured output.
+        from ._tf import import_tensorflow
+
+        import_tensorflow()
         request.node.user_properties.append((FORMAT_PROPERTY, name))
         opts = self.marker_options(request.node)
         options = CheckOptions(
             rtol=opts.get("rtol"), atol=opts.get("atol"), exact=bool(opts.get("exact", False)),
             table=self.tolerance_table(), safe_mode=not opts.get("unsafe", False),
         )
+        base, base_id = base_test_name(request.node)
+        golden = GoldenTarget(self.golden_dir(request.node.path), base, base_id,
+                              request.node.nodeid, update=self.update_golden)
+        request.addfinalizer(lambda: request.node.user_properties.extend(
+            (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
         return Persist(self.registry.get(name), tmp_path=request.getfixturevalue("tmp_path"),
-                       options=options, nodeid=request.node.nodeid)
+                       options=options, nodeid=request.node.nodeid, golden=golden)
 
     def tolerance_table(self) -> dict[str, Tolerance]:
         """`persist_tolerances` ini lines: ``float32 = 1e-4, 1e-5`` (dtype = rtol, atol)."""
@@ -158,6 +209,10 @@ class PersistSession:
     # ---- reporting -------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for key, value in report.user_properties:
+            if key == GOLDEN_PROPERTY:
+                event, path = value.split("\t", 1)
+                self.golden_events[event].add(path)
         fmt = dict(report.user_properties).get(FORMAT_PROPERTY)
         if fmt is None:
             return
@@ -166,16 +221,88 @@ class PersistSession:
         elif report.when == "teardown" and report.outcome == "failed":
             self.outcomes[fmt]["failed"] += 1
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.outcomes:
+    # ---- unused goldens --------------------------------------------------------------
+
+    def pytest_deselected(self, items: list[Any]) -> None:
+        self._deselected_modules.update(str(i.path) for i in items)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        self._deselected_modules: set[str] = set()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Find goldens whose test no longer exists, in fully collected modules only."""
+        if session.testsfailed or any("::" in a for a in self.config.args) or getattr(
+                self.config.option, "lf", False) or getattr(self.config.option, "failedfirst",
+                                                              False):
             return
+        owners: dict[str, set[str]] = defaultdict(set)
+        for item in session.items:
+            if "persist" in getattr(item, "fixturenames", ()):
+                owners[str(item.path)].add(base_test_name(item)[1])
+        modules = {str(i.path) for i in session.items} - self._deselected_modules
+        for module in sorted(modules):
+            directory = self.golden_dir(Path(module))
+            for sidecar in golden_files.goldens_in(directory):
+                if golden_files.owner_of(sidecar) not in owners.get(module, set()):
+                    self.unused.append(str(sidecar))
+            self.unused.extend(str(p) for p in golden_files.stray_arrays(directory))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: the controller reports
+            workeroutput["modelpersist_unused"] = list(self.unused)
+            return
+        if self.config.getoption("remove_unused_goldens"):
+            self.remove_unused()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        unused = getattr(node, "workeroutput", {}).get("modelpersist_unused", [])
+        self.unused = sorted(set(self.unused) | set(unused))
+
+    def remove_unused(self) -> None:
+        import json
+
+        for path in sorted(set(self.unused)):
+            p = Path(path)
+            targets = [p]
+            if p.name.endswith(golden_files.SIDECAR_SUFFIX):
+                try:
+                    targets.append(p.parent / json.loads(p.read_text())["arrays"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    pass
+            for t in targets:
+                try:
+                    t.unlink()
+                    self.removed.append(str(t))
+                except OSError:
+                    pass
+
+    # ---- summary ---------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .report import outcome_table
 
-        order = [f for f in self.registry.names() if f in self.outcomes]
+        if not (self.outcomes or self.golden_events or self.unused):
+            return
         terminalreporter.section("modelpersist summary")
-        for line in outcome_table({f: self.outcomes[f] for f in order}):
-            terminalreporter.write_line(line)
-
-
-def format_names(values: Sequence[str]) -> str:
-    return ", ".join(values)
+        order = [f for f in self.registry.names() if f in self.outcomes]
+        if order:
+            for line in outcome_table({f: self.outcomes[f] for f in order}):
+                terminalreporter.write_line(line)
+        recorded = sorted(self.golden_events.get("recorded", ()))
+        updated = sorted(self.golden_events.get("updated", ()))
+        unused = sorted(set(self.unused))
+        terminalreporter.write_line(
+            f"goldens: {len(recorded)} recorded, {len(updated)} updated, {len(unused)} unused"
+            + (f", {len(self.removed)} files removed" if self.removed else "")
+        )
+        for label, paths in (("recorded", recorded), ("updated", updated)):
+            for path in paths:
+                terminalreporter.write_line(f"  {label}: {path}")
+        if unused and not self.removed:
+            terminalreporter.write_line("unused goldens (their tests no longer exist; remove "
+                                        "them with --remove-unused-goldens):")
+            for path in unused:
+                terminalreporter.write_line(f"  {path}")

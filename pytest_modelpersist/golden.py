@@ -1,0 +1,360 @@
+"""Golden files: where they live, how they are written and read, what they record.
+
+A golden is two files in the golden directory of its test module:
+
+* ``<name>.golden.json``: a small text sidecar a reviewer reads in a pull-request diff: per
+  output its shape, dtype, CRC-32 and summary statistics; the versions, device and TF32 state
+  it was recorded with; a checksum of the inputs; and the name of its arrays file. Replacing
+  the sidecar is the commit point of an update.
+* ``<name>.<content-hash>.npz``: the arrays, uncompressed, read with ``allow_pickle=False``.
+
+Writes are atomic (temp file in the same directory, fsync, rename; the sidecar last; the old
+arrays file removed only after) and serialized per golden with a lock, so a killed run never
+leaves a half-written golden and concurrent xdist workers lose nothing. No numerics here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import PersistFailure
+
+SIDECAR_SUFFIX = ".golden.json"
+FORMAT_VERSION = 1
+MAX_NAME = 96
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+\-\[\]]")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                     *(f"LPT{i}" for i in range(1, 10))}
+LFS_POINTER = b"version https://git-lfs"
+
+
+class GoldenError(PersistFailure):
+    """A golden file that cannot be used (unreadable, inconsistent, unsafe)."""
+
+
+def safe_name(name: str, *, max_len: int = MAX_NAME) -> str:
+    """A file-name stem safe on every OS, unique for `name`.
+
+    Characters outside ``[A-Za-z0-9_.=+-[]]`` become ``_`` (so ``/``, ``\\``, ``..`` and odd
+    Unicode cannot escape the golden directory); a changed or over-long name gets a hash of the
+    original, so two ids never share a file.
+    """
+    cleaned = _UNSAFE.sub("_", name).strip(". ") or "_"
+    cleaned = cleaned.replace("..", "__")
+    if cleaned.split(".")[0].upper() in _WINDOWS_RESERVED:
+        cleaned = "_" + cleaned
+    if cleaned != name or len(cleaned) > max_len:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        cleaned = f"{cleaned[: max_len - 11]}-{digest}"
+    return cleaned
+
+
+def golden_dir_for(module_path: Path, *, rootdir: Path, golden_root: Path | None) -> Path:
+    """The directory holding one test module's goldens.
+
+    Default: ``goldens/<module stem>/`` next to the module. With a golden root
+    (``--golden-dir``), ``<root>/<module path relative to rootdir, without .py>/``.
+    """
+    module_path = Path(module_path)
+    if golden_root is None:
+        return module_path.parent / "goldens" / safe_name(module_path.stem)
+    try:
+        rel = module_path.with_suffix("").relative_to(rootdir)
+    except ValueError:
+        rel = Path(module_path.stem)
+    return Path(golden_root).joinpath(*(safe_name(p) for p in rel.parts))
+
+
+def sidecar_path(directory: Path, name: str) -> Path:
+    return Path(directory) / f"{safe_name(name)}{SIDECAR_SUFFIX}"
+
+
+# ---- what a golden records ------------------------------------------------------------------
+
+
+def inputs_checksum(inputs: Sequence[np.ndarray]) -> str:
+    """CRC-32 over the inputs' dtypes, shapes and bytes (to tell input from model changes)."""
+    crc = 0
+    for x in inputs:
+        x = np.ascontiguousarray(x)
+        crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode(), crc)
+        crc = zlib.crc32(memoryview(x).cast("B") if x.size else b"", crc)
+    return f"crc32:{crc:08x}"
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions, device and TF32 state of this process (TensorFlow only if already loaded)."""
+    env: dict[str, Any] = {
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "device": f"CPU: {_cpu_name()}",
+    }
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        env["tensorflow"] = tf.__version__
+        keras = sys.modules.get("keras")
+        env["keras"] = getattr(keras, "__version__", None)
+        try:
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                details = tf.config.experimental.get_device_details(gpus[0])
+                env["device"] = f"GPU: {details.get('device_name', gpus[0].name)}"
+            env["tf32"] = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+        except Exception:  # device queries are best effort
+            pass
+    return env
+
+
+def summary(a: np.ndarray) -> dict[str, Any]:
+    """Shape, dtype and statistics of one array, for the reviewer-readable sidecar."""
+    info: dict[str, Any] = {"shape": list(a.shape), "dtype": a.dtype.name}
+    if a.size and a.dtype.kind in "biuf":
+        v = a.astype(np.float64) if a.dtype.kind != "f" else a
+        finite = np.isfinite(v) if a.dtype.kind == "f" else None
+        vals = v[finite] if finite is not None else v
+        if vals.size:
+            info.update(min=float(vals.min()), max=float(vals.max()), mean=float(vals.mean()),
+                        std=float(vals.std()))
+        if finite is not None:
+            info.update(nan=int(np.isnan(v).sum()), inf=int(np.isinf(v).sum()))
+    return info
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class Golden:
+    """A golden read from disk: its sidecar document and its arrays, in order."""
+
+    sidecar: Path
+    arrays_path: Path
+    doc: dict[str, Any]
+    arrays: list[np.ndarray]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.doc["outputs"])
+
+    @property
+    def recorded_with(self) -> dict[str, Any]:
+        return dict(self.doc.get("recorded_with", {}))
+
+
+def _refuse(path: Path, cause: str) -> GoldenError:
+    return GoldenError(f"golden {path}: {cause}")
+
+
+def read_golden(sidecar: Path) -> Golden:
+    """Read and validate a golden; GoldenError names the file and the cause."""
+    sidecar = Path(sidecar)
+    try:
+        raw = sidecar.read_bytes()
+    except OSError as exc:
+        raise _refuse(sidecar, f"cannot read the sidecar ({exc.strerror or exc})") from None
+    if raw.startswith(LFS_POINTER):
+        raise _refuse(sidecar, "is a Git LFS pointer, not the file: run `git lfs pull`")
+    try:
+        doc = json.loads(raw)
+        outputs = doc["outputs"]
+        arrays_name = doc["arrays"]
+        if not isinstance(outputs, dict) or not isinstance(arrays_name, str):
+            raise TypeError("'outputs' must be an object and 'arrays' a file name")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _refuse(sidecar, f"the sidecar is not a valid golden document ({exc})") from None
+    arrays_path = sidecar.parent / arrays_name
+    if Path(arrays_name).name != arrays_name or not arrays_name.endswith(".npz"):
+        raise _refuse(sidecar, f"names an arrays file outside its directory: {arrays_name!r}")
+    arrays = read_arrays(arrays_path, expected=outputs)
+    return Golden(sidecar, arrays_path, doc, arrays)
+
+
+def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> list[np.ndarray]:
+    """The arrays of a golden `.npz`, checked against what its sidecar says they are."""
+    try:
+        head = path.open("rb").read(len(LFS_POINTER))
+    except OSError as exc:
+        raise _refuse(path, f"the arrays file is missing or unreadable ({exc.strerror or exc})"
+                      ) from None
+    if head.startswith(LFS_POINTER):
+        raise _refuse(path, "is a Git LFS pointer, not the arrays: run `git lfs pull`")
+    arrays: list[np.ndarray] = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            crcs = {info.filename: info.CRC for info in zf.infolist()}
+            members = [f"{name}.npy" for name in expected]
+            if sorted(crcs) != sorted(members):
+                raise _refuse(path, f"holds {sorted(crcs)} but its sidecar lists {members}")
+            for name, info in expected.items():
+                want = info.get("crc32")
+                if want is not None and f"{crcs[name + '.npy']:08x}" != want:
+                    raise _refuse(path, f"{name}: checksum {crcs[name + '.npy']:08x} differs "
+                                        f"from the sidecar's {want} (the files disagree)")
+            with np.load(path, allow_pickle=False) as npz:
+                for name, info in expected.items():
+                    arr = npz[name]  # reading the whole member verifies its CRC-32
+                    if list(arr.shape) != list(info["shape"]) or arr.dtype.name != info["dtype"]:
+                        raise _refuse(path, f"{name} is {arr.dtype.name}{list(arr.shape)} but its "
+                                            f"sidecar says {info['dtype']}{list(info['shape'])}")
+                    arrays.append(arr)
+    except GoldenError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise _refuse(path, "holds object arrays, refused (it would need unpickling, "
+                                "which can run code)") from None
+        raise _refuse(path, f"unreadable arrays ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise _refuse(path, f"corrupt or truncated arrays file ({type(exc).__name__}: {exc})"
+                      ) from None
+    return arrays
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def golden_lock(sidecar: Path) -> Iterator[None]:
+    """An exclusive lock per golden across processes (xdist workers) on this machine."""
+    lock_dir = Path(tempfile.gettempdir()) / "pytest-modelpersist-locks"
+    lock_dir.mkdir(exist_ok=True)
+    key = hashlib.sha256(str(Path(sidecar).resolve()).encode()).hexdigest()[:32]
+    with open(lock_dir / f"{key}.lock", "a+") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no cross-process lock, writes stay atomic
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through `write(fileobj)` into a temp file beside `path`, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence[str],
+                 test: str, inputs_crc: str | None) -> Golden:
+    """Record a golden atomically (call under golden_lock); returns it as read back."""
+    sidecar = Path(sidecar)
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    arrays = [np.asarray(a) for a in arrays]
+    if any(a.dtype.hasobject for a in arrays):
+        raise GoldenError(f"golden {sidecar}: object arrays cannot be stored safely")
+    stem = sidecar.name[: -len(SIDECAR_SUFFIX)]
+    fd, tmp_name = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{stem[:40]}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **dict(zip(names, arrays, strict=True)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        with zipfile.ZipFile(tmp) as zf:
+            crcs = {i.filename[:-4]: f"{i.CRC:08x}" for i in zf.infolist()}
+        content = hashlib.sha256("".join(crcs[n] for n in names).encode()).hexdigest()[:12]
+        arrays_path = sidecar.parent / f"{stem}.{content}.npz"
+        os.replace(tmp, arrays_path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(sidecar.parent)
+    previous = None
+    with contextlib.suppress(GoldenError, OSError, ValueError, KeyError):
+        previous = json.loads(sidecar.read_text()).get("arrays")
+    doc = {
+        "golden_format": FORMAT_VERSION,
+        "test": test,
+        "arrays": arrays_path.name,
+        "inputs": inputs_crc,
+        "recorded_with": environment(),
+        "outputs": {n: {**summary(a), "crc32": crcs[n]} for n, a in zip(names, arrays,
+                                                                         strict=True)},
+    }
+    text = dumps_readable(doc)
+    _atomic_write(sidecar, lambda fh: fh.write(text.encode()))
+    if previous and previous != arrays_path.name:
+        with contextlib.suppress(OSError):
+            (sidecar.parent / Path(previous).name).unlink()
+    return Golden(sidecar, arrays_path, doc, arrays)
+
+
+def dumps_readable(doc: Mapping[str, Any]) -> str:
+    """JSON with one line per output field and short lists (shapes) kept on one line."""
+    text = json.dumps(doc, indent=2, allow_nan=True)
+    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]",
+                  lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text) + "\n"
+
+
+# ---- ownership (unused goldens) ---------------------------------------------------------------
+
+
+def goldens_in(directory: Path) -> list[Path]:
+    """The sidecars in a golden directory."""
+    directory = Path(directory)
+    return sorted(directory.glob(f"*{SIDECAR_SUFFIX}")) if directory.is_dir() else []
+
+
+def owner_of(sidecar: Path) -> str | None:
+    """The test a golden belongs to (its recorded base test id), or None if unreadable."""
+    try:
+        return str(json.loads(Path(sidecar).read_text())["test"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def stray_arrays(directory: Path) -> list[Path]:
+    """`.npz` files in a golden directory that no sidecar refers to (left by a killed run)."""
+    referenced = set()
+    for sc in goldens_in(directory):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            referenced.add(json.loads(sc.read_text())["arrays"])
+    return [p for p in sorted(Path(directory).glob("*.npz")) if p.name not in referenced]
