@@ -132,7 +132,7 @@ def worker(variant: str, units: int, layers: int, workdir: Path) -> dict[str, An
         freezing.freeze_function(fn).write(path)
         raw = workdir / "floor.bin"
         t0 = clock()
-        arrays = [np.asarray(v.value()) for v in fn.graph.variables]
+        arrays = [v.numpy() for v in fn.graph.variables]  # a copy, as a Const needs
         t1 = clock()
         with open(raw, "wb") as f:
             for a in arrays:

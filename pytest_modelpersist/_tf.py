@@ -21,6 +21,9 @@ INSTALL_HINT = (
 )
 
 
+_silenced = False
+
+
 def tensorflow_available() -> bool:
     """True when the `tensorflow` package can be found, without importing it."""
     return importlib.util.find_spec("tensorflow") is not None
@@ -76,7 +79,11 @@ def import_tensorflow() -> Any:
 
     Raises TensorFlowMissingError (one sentence with the install command) when it is absent.
     """
+    global _silenced
     if "tensorflow" in sys.modules:
+        if not _silenced:  # imported by the user's code: still hide its Python-side logging
+            _silence_python_loggers()
+            _silenced = True
         return sys.modules["tensorflow"]
     if not tensorflow_available():
         raise TensorFlowMissingError(INSTALL_HINT.format(python=sys.executable))
@@ -90,6 +97,7 @@ def import_tensorflow() -> Any:
                 f"importing TensorFlow failed: {exc}\n{''.join(noise)[-2000:]}"
             ) from exc
     _silence_python_loggers()
+    _silenced = True
     return tf
 
 

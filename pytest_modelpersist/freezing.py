@@ -12,10 +12,13 @@ ConcreteFunction from the frozen GraphDef (``_construct_concrete_function`` ->
 the protos once (TF's ``make_tensor_proto`` copies each array four times).
 
 TensorFlow internals used here (private, checked against TF 2.21):
-``tensorflow.python.framework.convert_to_constants`` (``_run_inline_graph_optimization``,
-``_TensorData``, ``_GraphDef``, ``_VarHandle``,
-``_replace_variables_by_constants``), ``tensorflow.python.framework.tensor_util.
-_TENSOR_CONTENT_TYPES`` and ``tensorflow.python.util.deprecation._PRINT_DEPRECATION_WARNINGS``.
+
+* ``tensorflow.python.framework.convert_to_constants``: ``_run_inline_graph_optimization``,
+  ``_TensorData``, ``_GraphDef`` and ``_VarHandle`` (the body of
+  ``_replace_variables_by_constants``, with a one-copy ``_VarHandle`` subclass);
+* ``tensorflow.python.framework.tensor_util._TENSOR_CONTENT_TYPES``;
+* ``tensorflow.python.util.deprecation._PRINT_DEPRECATION_WARNINGS`` (to keep the deprecation
+  log line of ``tf.compat.v1.graph_util.convert_variables_to_constants`` out).
 
 TensorFlow is imported inside the functions, never when this module is imported.
 """
@@ -44,7 +47,10 @@ __all__ = [
     "FrozenGraph",
     "GraphTooLargeError",
     "freeze_function",
+    "estimate_graph_bytes",
+    "estimate_node_bytes",
     "freeze_session",
+    "graph_variable_ops",
     "read_graph_def",
     "run_graph_def",
 ]
@@ -247,7 +253,7 @@ def freeze_function(
 
     n_args = len(fn.inputs) - len(fn.captured_inputs)
     inputs = [t.name for t in fn.inputs[:n_args]]
-    outputs = [t.name for t in fn.outputs]
+    outputs = [t.name for t in fn.outputs[: len(tf.nest.flatten(fn.structured_outputs))]]
     _check_names_present(frozen_def, inputs + outputs, "freeze_function")
     return FrozenGraph(frozen_def, inputs, outputs, kept)
 
@@ -393,6 +399,9 @@ def run_graph_def(
     (constant folding, CSE; OptimizerOptions.L0) are off: the first run of a graph with big
     constants costs far less, and the arithmetic is the same ops on the same values. Eager
     execution stays enabled globally. Returns the fetched values as numpy arrays, in order.
+
+    Like every ``import_graph_def``, this adds default-valued attrs to ``graph_def``'s nodes in
+    place (TensorFlow's behaviour; copying a big graph first would cost more than the run).
     """
     tf = _import_tf()
     if isinstance(fetches, str):

@@ -14,7 +14,7 @@ from .compare import Tolerance
 from .errors import UnknownFormatError
 from .registry import FormatRegistry
 
-MARKER_KEYWORDS = ("formats", "exclude", "rtol", "atol", "exact", "unsafe")
+MARKER_KEYWORDS = ("formats", "exclude", "rtol", "atol", "exact", "golden", "unsafe")
 FORMAT_PROPERTY = "modelpersist_format"
 GOLDEN_PROPERTY = "modelpersist_golden"
 
@@ -180,6 +180,7 @@ class PersistSession:
         options = CheckOptions(
             rtol=opts.get("rtol"), atol=opts.get("atol"), exact=bool(opts.get("exact", False)),
             table=self.tolerance_table(), safe_mode=not opts.get("unsafe", False),
+            golden=bool(opts.get("golden", True)),
         )
         base, base_id = base_test_name(request.node)
         golden = GoldenTarget(self.golden_dir(request.node.path), base, base_id,

@@ -88,7 +88,8 @@ def module(n_in: int = 4) -> Any:
     class Affine(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w = tf.Variable(tf.random.normal([n_in, 2], seed=1), name="w")
+            w = np.random.default_rng(3).standard_normal((n_in, 2)).astype(np.float32)
+            self.w = tf.Variable(w, name="w")
             self.b = tf.Variable(tf.zeros([2]), name="b")
 
         @tf.function(input_signature=[tf.TensorSpec([None, n_in], tf.float32)])

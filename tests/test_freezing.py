@@ -419,3 +419,35 @@ def test_run_graph_def_grappler_and_eager_state(keras_model, keras_fn):
     npt.assert_allclose(fast, expected, rtol=RTOL, atol=ATOL)
     npt.assert_allclose(full, expected, rtol=RTOL, atol=ATOL)
     assert tf.executing_eagerly()
+
+
+def test_dtypes_and_captured_constants(tmp_path):
+    """Variables of several dtypes (the one-copy tensor_content path and make_tensor_proto's)
+    and captured eager constants all become constants with their exact values."""
+    matrix = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4))
+    words = tf.constant(["a", "bb"])
+    strings = tf.Variable(["x", "yy"])
+    ints = tf.Variable(np.arange(4, dtype=np.int64))
+    bools = tf.Variable(np.array([True, False, True]))
+    halves = tf.Variable(np.linspace(0, 1, 5).astype(np.float16))
+    bfloats = tf.Variable(tf.constant([0.5, 1.5, -2.0, 3.25], tf.bfloat16))
+    scalar = tf.Variable(2.5)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def f(x):
+        return (
+            tf.matmul(x, matrix) * scalar,
+            tf.strings.join([words, strings]),
+            ints * 2,
+            tf.logical_not(bools),
+            halves * 2,
+            bfloats * 2,
+        )
+
+    x = _x(n=2, seed=8)
+    expected = [t.numpy() for t in f(x)]
+    frozen = freeze_function(f)
+    assert frozen.variable_ops() == []
+    _, got = _roundtrip(frozen, tmp_path / "dtypes.pb", False, {"x:0": x})
+    for g, e in zip(got, expected, strict=True):
+        npt.assert_array_equal(g, e)

@@ -1,4 +1,8 @@
-"""Trained models and a fixed batch of customers, shared by the whole test session."""
+"""Trained models and a fixed batch of customers, shared by the whole test session.
+
+Models are built from a fixed seed and trained deterministically, so their outputs match the
+goldens in tests/goldens/ run after run (re-record them with `pytest --update-golden`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pytest
 from churnlab.data import make_churn_data
 from churnlab.legacy import build_legacy_graph
 from churnlab.models import build_baseline, build_churnnet, build_classifier, build_scorer
-from churnlab.train import train
+from churnlab.train import train_fresh
 from pytest_modelpersist import GraphModel
 
 
@@ -20,22 +24,22 @@ def batch() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def classifier():
-    return train(build_classifier())
+    return train_fresh(build_classifier)
 
 
 @pytest.fixture(scope="session")
 def baseline():
-    return train(build_baseline())
+    return train_fresh(build_baseline)
 
 
 @pytest.fixture(scope="session")
 def churnnet():
-    return train(build_churnnet())
+    return train_fresh(build_churnnet)
 
 
 @pytest.fixture(scope="session")
 def scorer():
-    return train(build_scorer())
+    return train_fresh(build_scorer)
 
 
 def build_legacy_model() -> GraphModel:

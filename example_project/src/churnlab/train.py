@@ -12,6 +12,12 @@ from .data import ChurnData, make_churn_data
 from .features import standardize_layers
 
 
+def train_fresh(build: Any, epochs: int = 2, *, seed: int = 0) -> Any:
+    """Build a model with seeded initial weights and train it: the same weights every run."""
+    keras.utils.set_random_seed(seed)
+    return train(build(), epochs, seed=seed)
+
+
 def train(model: Any, epochs: int = 2, *, data: ChurnData | None = None, seed: int = 0) -> Any:
     """Fit `model` (a Keras model or a LinearScorer) on churn data; returns the model."""
     data = make_churn_data(seed=seed) if data is None else data
