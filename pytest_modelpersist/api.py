@@ -319,5 +319,11 @@ class Persist:
             kind = f" ({info.detail})" if info is not None else ""
             message = (f"[{self.format}] {action}{where}{kind} failed: "
                        f"{type(exc).__name__}: {first_lines(exc, 8)}")
+            if "safe_mode" in str(exc) or "Lambda" in str(exc):
+                message += (
+                    "\nThe file holds code (a Lambda layer) and was loaded with Keras safe_mode,"
+                    " which refuses to run it. If you trust this file, opt in for this test "
+                    "only: @pytest.mark.persist(unsafe=True)"
+                )
         if message is not None:  # outside the except block: no chained library traceback
             pytest.fail(message, pytrace=False)
