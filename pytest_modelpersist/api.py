@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import glob
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class CheckOptions:
     table: Mapping[str, Tolerance] = field(default_factory=dict)
     safe_mode: bool = True
     golden: bool = True
+    timeout: float = 300.0
+    subprocess_path: tuple[str, ...] = ()
+    subprocess_imports: tuple[str, ...] = ()
 
     def merged(self, **overrides: Any) -> CheckOptions:
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -73,8 +77,10 @@ class Persist:
     """
 
     def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
-                 nodeid: str = "", golden: GoldenTarget | None = None) -> None:
+                 nodeid: str = "", golden: GoldenTarget | None = None,
+                 loader: str = "inprocess") -> None:
         self._fmt = fmt
+        self._loader = loader
         self._tmp_path = tmp_path
         self._options = options
         self._nodeid = nodeid
@@ -86,6 +92,11 @@ class Persist:
     def format(self) -> str:
         """The current format's name (the test id's ``[<format>]``)."""
         return self._fmt.name
+
+    @property
+    def loader(self) -> str:
+        """How this item brings artifacts back: inprocess, subprocess or capi."""
+        return self._loader
 
     @property
     def adapter(self) -> Format:
@@ -124,19 +135,25 @@ class Persist:
         return artifact
 
     def restore(self, artifact: Artifact | str | Path, *, build: Callable[[], Any] | None = None,
-                **options: Any) -> Restored:
+                loader: str | None = None, **options: Any) -> Restored:
         """Restore an artifact (or its directory) from its files; returns a callable model.
 
         Weights-only formats need `build=`, a zero-argument callable returning a fresh model of
         the same architecture; its variables are perturbed before the restore, and a variable
-        the files did not fill fails the test, named.
+        the files did not fill fails the test, named. `loader` (default: this item's) picks
+        where: ``inprocess``, ``subprocess`` (a fresh interpreter without the test's code) or
+        ``capi`` (TensorFlow's C API, no tensorflow package).
         """
         __tracebackhide__ = True
         if not isinstance(artifact, Artifact):
-            artifact = Artifact.from_directory(Path(artifact))
+            with self._step("read artifact", Path(artifact), None):
+                artifact = Artifact.from_directory(Path(artifact))
         options.setdefault("safe_mode", self._options.safe_mode)
         if not self._accepts_safe_mode():
             options.pop("safe_mode")
+        loader = loader or self._loader
+        if loader != "inprocess":
+            return self._restore_elsewhere(artifact, loader, build, options)
         with self._step("restore", artifact.path, None):
             restored = self._fmt.restore(artifact, build=build, **options)
         if restored.report is not None and not restored.report.complete:
@@ -183,7 +200,8 @@ class Persist:
         attempts: list[dict[str, Any]] = [dict(restore_options)]
         if needs_build:
             attempts[0]["build"] = build
-        elif build is not None and getattr(self._fmt, "rebuild_optional", False):
+        elif (build is not None and getattr(self._fmt, "rebuild_optional", False)
+              and self._loader == "inprocess"):
             attempts.append({**restore_options, "build": build})
         result = CheckResult(self.format, artifact, [], expected, [], [])
         for attempt in attempts:
@@ -208,6 +226,71 @@ class Persist:
             result.actual.append(actual)
             result.comparisons.append(comparisons)
         return result
+
+    def freeze(self, model: Any, inputs: Inputs = None, *, keep: Sequence[str] | None = None,
+               exclude: Sequence[str] = (), outputs: Sequence[str] | None = None) -> Any:
+        """Freeze `model` (variables -> constants) and check the result's structure.
+
+        TF1 graph models go through ``convert_variables_to_constants`` on their session
+        (`outputs` default to the GraphModel's); Keras models and tf.Modules through the v2
+        conversion of their concrete function (input signature from `inputs`, or the module's
+        own). `keep` (whitelist) and `exclude` (blacklist) choose the variables to convert.
+        Returns a FrozenGraph (`.inputs`, `.outputs` tensor names, `.write(path, as_text=)`);
+        fails the test if variable ops remain besides the excluded ones.
+        """
+        __tracebackhide__ = True
+        from . import freezing
+        from .models import GraphModel, concrete_function
+
+        info = self._model_info(model)
+        with self._step("freeze", None, info):
+            if isinstance(model, GraphModel):
+                frozen = freezing.freeze_session(
+                    model.session, list(outputs or model.output_names), keep=keep,
+                    exclude=exclude, input_names=() if outputs else model.input_names)
+            else:
+                frozen = freezing.freeze_function(concrete_function(model, inputs), keep=keep,
+                                                  exclude=exclude)
+        kept = {k.split(":")[0] for k in frozen.kept_variables}
+        nodes = {n.name: n for n in frozen.graph_def.node}
+
+        def on_purpose(name: str) -> bool:  # a kept variable, or an op reading one
+            node = nodes.get(name)
+            inputs = [i.lstrip("^").split(":")[0] for i in getattr(node, "input", [])]
+            return name in kept or any(i in kept for i in inputs)
+
+        left = [n for n in frozen.variable_ops() if not on_purpose(n)]
+        if left:
+            pytest.fail(f"[{self.format}] the frozen graph of the {info.detail} still holds "
+                        f"variable ops: {', '.join(left[:10])}", pytrace=False)
+        return frozen
+
+    def _restore_elsewhere(self, artifact: Artifact, loader: str,
+                           build: Callable[[], Any] | None, options: dict[str, Any]) -> Restored:
+        """A Restored whose every call loads and runs the artifact in another process."""
+        __tracebackhide__ = True
+        from . import loaders
+
+        if loader not in loaders.loaders_of(self._fmt):
+            pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
+                        f"(it supports: {', '.join(loaders.loaders_of(self._fmt))})",
+                        pytrace=False)
+        if build is not None or options.get("into") is not None:
+            pytest.fail(f"[{self.format}] the {loader} loader restores from the files alone; "
+                        "build=/into= need the model's code in this process", pytrace=False)
+        timeout = self._options.timeout
+        if loader == loaders.CAPI:
+            return Restored(artifact, None,
+                            lambda args: loaders.run_with_capi(artifact, args, timeout=timeout),
+                            how="TensorFlow's C API in a process without the tensorflow package")
+        return Restored(
+            artifact, None,
+            lambda args: loaders.run_in_subprocess(
+                self._fmt, artifact, args, timeout=timeout, options=options,
+                sys_path=self._options.subprocess_path,
+                imports=self._options.subprocess_imports),
+            how="a fresh Python interpreter without the test's code (python -I)",
+        )
 
     # ---- goldens ---------------------------------------------------------------------------
 
@@ -315,15 +398,89 @@ class Persist:
         try:
             yield
         except Exception as exc:
+            from .loaders import LoaderError
+
             where = f" {path}" if path is not None else ""
             kind = f" ({info.detail})" if info is not None else ""
             message = (f"[{self.format}] {action}{where}{kind} failed: "
                        f"{type(exc).__name__}: {first_lines(exc, 8)}")
+            if isinstance(exc, LoaderError):  # already names format, file and cause
+                message = str(exc)
+            if action == "restore":
+                # Library messages mislead on such files ("File not found" for a .keras that
+                # is not a zip); what the files are, at a glance, names the real cause.
+                notes = artifact_file_notes(path, exc)
+                if notes:
+                    message += "\nlooking at the files: " + "; ".join(notes)
             if "safe_mode" in str(exc) or "Lambda" in str(exc):
                 message += (
                     "\nThe file holds code (a Lambda layer) and was loaded with Keras safe_mode,"
                     " which refuses to run it. If you trust this file, opt in for this test "
                     "only: @pytest.mark.persist(unsafe=True)"
                 )
-        if message is not None:  # outside the except block: no chained library traceback
-            pytest.fail(message, pytrace=False)
+        if message is not None:  # no chained library traceback under the message
+            raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+_MAGIC = {b"PK\x03\x04": "a zip archive (.keras)", b"\x89HDF\r\n\x1a\n": "an HDF5 file (.h5)"}
+_SSTABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")  # TF checkpoint .index footer
+_EXPECTED_BY_SUFFIX = {".keras": "a zip archive (.keras)", ".h5": "an HDF5 file (.h5)",
+                       ".hdf5": "an HDF5 file (.h5)"}
+
+
+def artifact_file_notes(path: Path | None, exc: BaseException | None = None) -> list[str]:
+    """Short facts about an artifact's files that explain a failed restore, or [].
+
+    Empty files, Git LFS pointers checked in instead of the file, a file whose first bytes are
+    another format than its suffix promises (an HDF5 file named .keras), a zip cut short, a
+    missing file, and bytes that are not text where text was expected.
+    """
+    if path is None:
+        return []
+    path = Path(path)
+    notes = []
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file():
+        files = [path]
+    else:  # a checkpoint prefix: model.index, model.data-* and `checkpoint` beside it
+        if path.parent.is_dir() and not any(path.parent.glob(glob.escape(path.name) + ".*")):
+            notes.append(f"{path.name} does not exist")
+        files = sorted(p for p in path.parent.glob("*") if p.is_file()) if (
+            path.parent.is_dir()) else []
+    for f in files[:100]:
+        try:
+            size = f.stat().st_size
+            with f.open("rb") as fh:
+                head = fh.read(len(golden_files.LFS_POINTER))
+                fh.seek(max(size - 8, 0))
+                tail = fh.read(8)
+        except OSError:
+            continue
+        name = f.relative_to(path).as_posix() if f != path and path.is_dir() else f.name
+        want = _EXPECTED_BY_SUFFIX.get(f.suffix)
+        got = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+        if size == 0:
+            notes.append(f"{name} is empty")
+        elif head.startswith(golden_files.LFS_POINTER):
+            notes.append(f"{name} is a Git LFS pointer, not the file: run `git lfs pull`")
+        elif want is not None and got is not None and got != want:
+            notes.append(f"{name} is {got}, not {want}: a file of another format")
+        elif want is not None and got is None:
+            notes.append(f"{name} is not {want} (unrecognized bytes: corrupt, or another format)")
+        elif f.suffix == ".index" and tail != _SSTABLE_MAGIC:
+            notes.append(f"{name} is not a checkpoint index (an SSTable): truncated, corrupt, "
+                         "or a file of another format")
+        elif got == _MAGIC[b"PK\x03\x04"] and not _is_zipfile(f):
+            notes.append(f"{name} starts like a zip archive but is not a complete one: "
+                         "truncated or corrupt")
+    if isinstance(exc, UnicodeDecodeError):
+        notes.append("a file held bytes that are not text where text or a protobuf was "
+                     "expected: corrupt, truncated, or a file of another format")
+    return notes
+
+
+def _is_zipfile(path: Path) -> bool:
+    import zipfile
+
+    return zipfile.is_zipfile(path)

@@ -108,6 +108,42 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
+#: Elements compared per block. Blocks keep the temporaries (a few bool/float arrays of one
+#: block) in cache and the peak memory flat, whatever the outputs' size: a golden check of an
+#: 80 MB output must not cost several more 80 MB arrays.
+BLOCK = 1 << 16
+
+
+def _mismatches(exp: np.ndarray, act: np.ndarray, tolerance: Tolerance,
+                float_like: bool) -> np.ndarray:
+    """Flat indices where `act` is not close to `exp` (same shape and dtype), ascending.
+
+    A block whose elements are all bit-equal is skipped (NaN at the same places included, as
+    isclose(equal_nan=True) would); the others are compared with numpy's isclose, or exactly.
+    """
+    e_flat, a_flat = exp.reshape(-1), act.reshape(-1)  # views unless non-contiguous
+    exact = tolerance.exact or not float_like
+    found: list[np.ndarray] = []
+    for start in range(0, e_flat.size, BLOCK):
+        e_blk, a_blk = e_flat[start:start + BLOCK], a_flat[start:start + BLOCK]
+        equal = e_blk == a_blk
+        if equal.all():
+            continue
+        e, a = _widen(e_blk), _widen(a_blk)
+        if exact:
+            close = (e == a) | (np.isnan(e) & np.isnan(a)) if float_like else equal
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                close = np.isclose(a, e, rtol=tolerance.rtol, atol=tolerance.atol,
+                                   equal_nan=True)
+        bad = np.flatnonzero(~close)
+        if bad.size:
+            found.append(bad + start)
+    if not found:
+        return np.empty(0, dtype=np.intp)
+    return np.concatenate(found)
+
+
 def compare_array(
     expected: Any, actual: Any, tolerance: Tolerance, *, name: str = "output", show: int = 5
 ) -> ArrayComparison:
@@ -122,50 +158,44 @@ def compare_array(
         result.problem = f"dtype differs: expected {exp.dtype}, got {act.dtype}"
         return result
     float_like = is_float_like(exp.dtype)
-    # Fast path: bit-identical (NaN at the same places counts as equal).
-    if np.array_equal(exp, act, equal_nan=float_like and exp.dtype.kind in "fc"):
-        return result
-    e, a = _widen(exp), _widen(act)
-    if tolerance.exact or not float_like:
-        close = (e == a) | (np.isnan(e) & np.isnan(a)) if float_like else (e == a)
-    else:
-        with np.errstate(invalid="ignore", over="ignore"):
-            close = np.isclose(a, e, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=True)
-    bad = np.flatnonzero(~close)
+    bad = _mismatches(exp, act, tolerance, float_like)
     result.mismatched = int(bad.size)
     if not bad.size:
         return result
     shape = exp.shape
+    e_all, a_all = exp.reshape(-1), act.reshape(-1)
+    # Only the mismatched elements are widened and inspected.
+    e_bad, a_bad = _widen(e_all[bad]), _widen(a_all[bad])
     if float_like:
-        e_bad, a_bad = e.reshape(-1)[bad], a.reshape(-1)[bad]
         nan_diff = np.isnan(e_bad) != np.isnan(a_bad)
         inf_diff = (np.isinf(e_bad) | np.isinf(a_bad)) & ~nan_diff & (e_bad != a_bad)
         result.nan_differs = [_index(i, shape) for i in bad[nan_diff][:show]]
         result.inf_differs = [_index(i, shape) for i in bad[inf_diff][:show]]
         finite = ~(nan_diff | inf_diff) & np.isfinite(e_bad) & np.isfinite(a_bad)
         if finite.any():
+            # complex differences keep their imaginary part (|a - e| is the modulus)
+            wide = np.complex128 if e_bad.dtype.kind == "c" else np.float64
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                diff = np.abs(a_bad[finite].astype(np.float64) - e_bad[finite].astype(np.float64))
-                rel = diff / np.abs(e_bad[finite].astype(np.float64))
+                diff = np.abs(a_bad[finite].astype(wide) - e_bad[finite].astype(wide))
+                rel = diff / np.abs(e_bad[finite].astype(wide))
             worst = int(np.argmax(diff))
             result.max_abs = float(diff[worst])
             result.max_rel = float(np.nanmax(np.where(np.isfinite(rel), rel, np.inf)))
             flat = int(bad[finite][worst])
-            result.worst = (_index(flat, shape), exp.reshape(-1)[flat], act.reshape(-1)[flat])
+            result.worst = (_index(flat, shape), e_all[flat], a_all[flat])
         else:
             result.max_abs = result.max_rel = float("inf")
     else:
-        e_bad = e.reshape(-1)[bad].astype(np.float64)
-        a_bad = a.reshape(-1)[bad].astype(np.float64)
+        e_bad = e_bad.astype(np.float64)
+        a_bad = a_bad.astype(np.float64)
         diff = np.abs(a_bad - e_bad)
         worst = int(np.argmax(diff))
         result.max_abs = float(diff[worst])
         with np.errstate(divide="ignore", invalid="ignore"):
             result.max_rel = float(np.max(diff / np.abs(e_bad)))
         flat = int(bad[worst])
-        result.worst = (_index(flat, shape), exp.reshape(-1)[flat], act.reshape(-1)[flat])
-    result.first = [(_index(int(i), shape), exp.reshape(-1)[i], act.reshape(-1)[i])
-                    for i in bad[:show]]
+        result.worst = (_index(flat, shape), e_all[flat], a_all[flat])
+    result.first = [(_index(int(i), shape), e_all[i], a_all[i]) for i in bad[:show]]
     return result
 
 

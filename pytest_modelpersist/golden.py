@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -184,6 +185,12 @@ def read_golden(sidecar: Path) -> Golden:
         arrays_name = doc["arrays"]
         if not isinstance(outputs, dict) or not isinstance(arrays_name, str):
             raise TypeError("'outputs' must be an object and 'arrays' a file name")
+        for name, info in outputs.items():
+            if not (isinstance(info, dict) and isinstance(info.get("dtype"), str)
+                    and isinstance(info.get("shape"), list)
+                    and all(type(d) is int and d >= 0 for d in info["shape"])):
+                raise TypeError(f"output {name!r} needs a 'shape' (list of sizes) and a "
+                                "'dtype' (name)")
     except (ValueError, KeyError, TypeError) as exc:
         raise _refuse(sidecar, f"the sidecar is not a valid golden document ({exc})") from None
     arrays_path = sidecar.parent / arrays_name
@@ -214,9 +221,12 @@ def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> lis
                 if want is not None and f"{crcs[name + '.npy']:08x}" != want:
                     raise _refuse(path, f"{name}: checksum {crcs[name + '.npy']:08x} differs "
                                         f"from the sidecar's {want} (the files disagree)")
+            views = {name: _check_member(zf, path, name, info) for name, info in expected.items()}
             with np.load(path, allow_pickle=False) as npz:
                 for name, info in expected.items():
                     arr = npz[name]  # reading the whole member verifies its CRC-32
+                    if views[name] is not None:  # bfloat16 & co. are stored as raw void bytes
+                        arr = arr.view(views[name])
                     if list(arr.shape) != list(info["shape"]) or arr.dtype.name != info["dtype"]:
                         raise _refuse(path, f"{name} is {arr.dtype.name}{list(arr.shape)} but its "
                                             f"sidecar says {info['dtype']}{list(info['shape'])}")
@@ -232,6 +242,58 @@ def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> lis
         raise _refuse(path, f"corrupt or truncated arrays file ({type(exc).__name__}: {exc})"
                       ) from None
     return arrays
+
+
+def _named_dtype(name: str) -> np.dtype[Any] | None:
+    """The dtype a sidecar names; ml_dtypes' (bfloat16, float8_*) once ml_dtypes is imported."""
+    for attempt in range(2):
+        try:
+            return np.dtype(name)
+        except TypeError:
+            if attempt:
+                return None
+            try:
+                import ml_dtypes  # noqa: F401  - registers bfloat16 & co. with numpy
+            except ImportError:
+                return None
+    return None  # pragma: no cover
+
+
+def _check_member(zf: zipfile.ZipFile, path: Path, name: str,
+                  info: Mapping[str, Any]) -> np.dtype[Any] | None:
+    """Check one member's .npy header and size against the sidecar, before any data is read.
+
+    So a crafted or damaged golden can neither make numpy unpickle (object arrays) nor allocate
+    more than its sidecar declares (a huge shape in the header, a zip bomb). Returns the dtype
+    to view the loaded array as when numpy stores it as raw bytes (bfloat16: void16), else None.
+    """
+    from numpy.lib import format as npy
+
+    member = zf.getinfo(f"{name}.npy")
+    with zf.open(member) as fh:
+        version = npy.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):
+            raise _refuse(path, f"{name}: unsupported .npy format version {version}")
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else (
+            npy.read_array_header_2_0)
+        shape, _fortran, dtype = read_header(fh)
+        header_len = fh.tell()
+    if dtype.hasobject:
+        raise _refuse(path, f"{name} holds object arrays, refused (it would need unpickling, "
+                            "which can run code)")
+    view = None
+    want = _named_dtype(info["dtype"])
+    if (want is not None and not want.hasobject and dtype.kind == "V" and dtype.names is None
+            and want.name != dtype.name and want.itemsize == dtype.itemsize):
+        view, dtype = want, want
+    if list(shape) != list(info["shape"]) or dtype.name != info["dtype"]:
+        raise _refuse(path, f"{name} is {dtype.name}{list(shape)} but its sidecar says "
+                            f"{info['dtype']}{list(info['shape'])}")
+    data = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if member.file_size != header_len + data:
+        raise _refuse(path, f"{name} holds {member.file_size - header_len} bytes of data where "
+                            f"{info['dtype']}{list(shape)} needs {data}: truncated or corrupt")
+    return view
 
 
 # ---- writing --------------------------------------------------------------------------------

@@ -29,6 +29,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "Default: the persist_formats ini option, else all.",
     )
     group.addoption(
+        "--persist-loaders", dest="persist_loaders", default=None, metavar="NAMES",
+        help="how restores are run: inprocess, subprocess (a fresh interpreter without the "
+             "test's code), capi (TensorFlow's C API, pb and savedmodel); comma list or 'all'. "
+             "Default: the persist_loaders ini option, else inprocess.",
+    )
+    group.addoption(
+        "--persist-timeout", dest="persist_timeout", default=None, type=float, metavar="SEC",
+        help="time limit of one subprocess/capi load and run (default 300)",
+    )
+    group.addoption(
         "--update-golden", dest="update_golden", action="store_true",
         help="record missing goldens and rewrite goldens whose outputs changed",
     )
@@ -46,6 +56,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="allow --update-golden when the CI environment variable is set",
     )
     parser.addini("golden_dir", "default for --golden-dir", default="")
+    parser.addini("persist_loaders", "default for --persist-loaders", default="inprocess")
+    parser.addini("persist_subprocess_path",
+                  "directories (relative to rootdir) the subprocess loader puts on sys.path: "
+                  "what a serving process would have installed", type="paths", default=[])
+    parser.addini("persist_subprocess_imports",
+                  "modules the subprocess loader imports before restoring (e.g. the package "
+                  "registering custom layers)", type="linelist", default=[])
+    parser.addini("persist_timeout", "default for --persist-timeout (seconds)", default="300")
     parser.addini("persist_formats", "default for --persist-formats (comma list or 'all')",
                   default="all")
     parser.addini("persist_tolerances",

@@ -1,19 +1,674 @@
-"""Fill a model's variables from saved name -> value pairs, and account for every name."""
+"""Fill a model's variables from what a file holds, by name, and account for every name.
+
+Real code rarely restores a model exactly as it was saved: layers are renamed, scopes move, a
+backbone goes into a new head. Every variable-holding format describes its file as
+:class:`SavedVariables` (name -> shape and dtype, how to read a value, other names an entry is
+known by) and hands it to :func:`restore_variables` with the user's :class:`RestoreOptions`:
+
+* ``var_map`` -- saved name -> target variable (or its name); keys ending in ``/`` are prefix
+  maps in the style of ``init_from_checkpoint`` (``{'old_scope/': 'new_scope/'}``);
+* ``only`` -- restore just these (saved or target names, prefixes, variables); every other
+  variable of the target keeps its current value;
+* ``strict`` -- missing or mismatched variables fail (the default), or are only reported;
+* ``skip_mismatched`` -- a shape or dtype mismatch skips that variable instead of failing.
+
+The target's variables are named as :func:`models.variables` names them (``.weights.h5`` paths
+for Keras, attribute paths for a tf.Module, op names for a TF1 graph) and are also found by
+their aliases: a Keras variable's ``path`` (``enc/kernel``), its legacy-HDF5 name
+(``<layer name>/<weight>``) and, for object-based checkpoints, its object path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import difflib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .models import GraphModel, RestoreReport, tf_variable, variables
+from .errors import ModelPersistError
+from .models import (
+    GRAPH,
+    KERAS,
+    MODULE,
+    GraphModel,
+    RestoreReport,
+    describe,
+    run,
+    tf_variable,
+    variables,
+)
+
+if TYPE_CHECKING:
+    from .formats.base import Artifact, Restored
 
 Saved = Mapping[str, tuple[tuple[int, ...], Any]]  # name in the file -> (shape, dtype)
+Pair = tuple[str, str]  # (saved name, target variable name)
+
+#: Suffix of a value's key in an object-based (TF2) checkpoint.
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+class RestoreMapError(ModelPersistError, ValueError):
+    """A `var_map` or `only` entry that names nothing, or maps two values onto one variable."""
 
 
 def _dtype_name(dtype: Any) -> str:
     return str(getattr(getattr(dtype, "base_dtype", dtype), "name", dtype))
+
+
+def _closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    pool = sorted(set(candidates))
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    if not found:  # a renamed scope scores low on the whole name: compare the last parts too
+        tail = name.rstrip("/").rsplit("/", 1)[-1]
+        found = [c for c in pool if c.rstrip("/").rsplit("/", 1)[-1] == tail][:n]
+    return found
+
+
+def _listing(names: Sequence[str], n: int = 6) -> str:
+    shown = ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+    return shown or "(none)"
+
+
+def _prefixes(names: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for name in names:
+        parts = name.split("/")
+        out.update("/".join(parts[:i]) + "/" for i in range(1, len(parts)))
+    return out
+
+
+# ---- what a file holds -----------------------------------------------------------------------
+
+
+@dataclass
+class SavedVariables:
+    """The variables a file holds: name -> (shape, dtype), a reader, and each entry's aliases.
+
+    `source` names the file in messages. `aliases` lists other names an entry is known by (a
+    SavedModel variable's object paths besides its variable name, say).
+    """
+
+    entries: dict[str, tuple[tuple[int, ...], Any]]
+    read: Callable[[str], np.ndarray]
+    source: str = "the file"
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def names_of(self, name: str) -> tuple[str, ...]:
+        return (name, *self.aliases.get(name, ()))
+
+    def lookup(self) -> dict[str, str]:
+        """Every name and alias -> the entry's name (names win over aliases)."""
+        table: dict[str, str] = {}
+        for name in self.entries:
+            for alias in self.aliases.get(name, ()):
+                table.setdefault(alias, name)
+        table.update({name: name for name in self.entries})
+        return table
+
+
+def checkpoint_variables(prefix: str, *, source: str | None = None,
+                         group_by_variable_name: bool = False) -> SavedVariables:
+    """The variables of any TensorFlow checkpoint (TF1 name-based or TF2 object-based).
+
+    Object-based keys lose their ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix
+    (``model/_operations/1/_kernel``). With `group_by_variable_name` (a SavedModel's
+    ``variables/variables``, where Keras' export tracks each variable in several lists), an
+    entry is named by the variable's own name (``enc/kernel``) and its object paths are aliases.
+    """
+    from ._tf import import_tensorflow
+
+    tf = import_tensorflow()
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    keys: dict[str, str] = {}  # entry name -> checkpoint key
+    aliases: dict[str, tuple[str, ...]] = {}
+    full_names: dict[str, str] = {}
+    if OBJECT_GRAPH_KEY in shapes:
+        full_names = _checkpoint_full_names(reader)
+    grouped: dict[str, list[str]] = {}
+    for key in sorted(shapes):
+        if key == OBJECT_GRAPH_KEY:
+            continue
+        path = key[: -len(VALUE_SUFFIX)] if key.endswith(VALUE_SUFFIX) else key
+        full = full_names.get(key, "")
+        if group_by_variable_name and full and path.split("/", 1)[0] in _EXPORT_LISTS:
+            grouped.setdefault(full, []).append(key)
+            continue
+        keys[path] = key
+    for full, group in grouped.items():
+        same = {(tuple(shapes[k]), _dtype_name(dtypes[k])) for k in group}
+        if len(same) == 1 and full not in keys:
+            keys[full] = group[0]
+            aliases[full] = tuple(k[: -len(VALUE_SUFFIX)] for k in group)
+        else:  # different variables sharing a name: keep them apart, by object path
+            keys.update({k[: -len(VALUE_SUFFIX)]: k for k in group})
+    entries = {name: (tuple(shapes[k]), dtypes[k]) for name, k in keys.items()}
+    return SavedVariables(entries, lambda name: reader.get_tensor(keys[name]),
+                          source=source or prefix, aliases=aliases)
+
+
+# Lists in which Keras' `model.export` (an ExportArchive) tracks the same variables.
+_EXPORT_LISTS = {"variables", "_all_variables", "trainable_variables", "non_trainable_variables"}
+
+
+def _checkpoint_full_names(reader: Any) -> dict[str, str]:
+    """Object-based checkpoint key -> the variable's own name, from the object graph."""
+    try:
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    except Exception:  # an unreadable object graph: entries keep their object paths
+        return {}
+    return {attr.checkpoint_key: attr.full_name for node in graph.nodes
+            for attr in node.attributes if attr.full_name}
+
+
+def h5_layer_weight_names(layer_name: str, weight_paths: Sequence[str]) -> list[str]:
+    """Names of one layer's weights in a legacy HDF5 file: ``<layer>/<weight>`` (``enc/kernel``).
+
+    The weight part is the last component of Keras' weight path; when two weights of the layer
+    share it (a nested model as a layer), the whole path is used instead.
+    """
+    short = [p.rsplit("/", 1)[-1] for p in weight_paths]
+    if len(set(short)) != len(short):
+        short = list(weight_paths)
+    return [f"{layer_name}/{s}" for s in short]
+
+
+# ---- the target's variables ------------------------------------------------------------------
+
+
+@dataclass
+class TargetVariables:
+    """A restore target's variables: canonical name -> variable, plus aliases and identities."""
+
+    named: dict[str, Any]
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> canonical name
+    by_id: dict[int, str] = field(default_factory=dict)  # id(variable) -> canonical name
+    display: dict[str, str] = field(default_factory=dict)  # canonical -> name in reports
+
+    def show(self, name: str) -> str:
+        """The name a report uses: the one in the file's own naming scheme, when known."""
+        return self.display.get(name, name)
+
+    def resolve(self, name: str) -> str | None:
+        if name in self.named:
+            return name
+        return self.aliases.get(name)
+
+    def name_of(self, var: Any) -> str | None:
+        return self.by_id.get(id(var)) or self.by_id.get(id(tf_variable(var)))
+
+    def all_names(self) -> list[str]:
+        return [*self.named, *self.aliases]
+
+
+def _short(name: str) -> str:
+    return name.split(":")[0]
+
+
+def target_variables(target: Any, *, object_root: str | None = None,
+                     display: str | None = None) -> TargetVariables:
+    """Name the variables of a restore target (a model, or a dict or list of variables).
+
+    `object_root` adds each variable's object path under ``tf.train.Checkpoint(<root>=target)``
+    as an alias: the names an object-based checkpoint gives them. `display` ("path": Keras'
+    variable path, "h5": the legacy HDF5 name) picks the alias reports name Keras variables by,
+    so they read like the file's names.
+    """
+    if isinstance(target, Mapping):
+        named = dict(target)
+    elif isinstance(target, (list, tuple)):
+        named = {}
+        for v in target:
+            named.setdefault(_short(v.name), v)
+    else:
+        named = variables(target)
+    tv = TargetVariables(named)
+    for name, v in named.items():
+        tv.by_id[id(v)] = name
+        tv.by_id.setdefault(id(tf_variable(v)), name)
+    candidates: list[tuple[str, str]] = []  # (alias, canonical)
+    shown: dict[str, str] = {}  # canonical -> display alias
+    kind = None if isinstance(target, (Mapping, list, tuple)) else describe(target).kind
+    if kind == KERAS:
+        for n, v in named.items():
+            if getattr(v, "path", None):
+                candidates.append((str(v.path), n))
+                if display == "path":
+                    shown[n] = str(v.path)
+        for layer in getattr(target, "layers", []):
+            weights = list(layer.trainable_weights) + list(layer.non_trainable_weights)
+            names = h5_layer_weight_names(layer.name, [str(w.path) for w in weights])
+            for alias, w in zip(names, weights, strict=True):
+                canonical = tv.name_of(w)
+                if canonical is not None:
+                    candidates.append((alias, canonical))
+                    if display == "h5":
+                        shown.setdefault(canonical, alias)
+    elif kind is not None or named:
+        for n, v in named.items():
+            raw = getattr(getattr(v, "op", None), "name", None) if kind == GRAPH else None
+            vname = getattr(v, "name", None)
+            if raw:
+                candidates.append((str(raw), n))
+            if vname:
+                candidates.append((_short(str(vname)), n))
+    if object_root is not None and kind in (KERAS, MODULE):
+        candidates += [(p, n) for p, n in _object_paths(target, object_root, tv).items()]
+    ambiguous: set[str] = set()
+    for alias, canonical in candidates:
+        if alias in named:
+            continue
+        if alias in tv.aliases and tv.aliases[alias] != canonical:
+            ambiguous.add(alias)
+        tv.aliases.setdefault(alias, canonical)
+    for alias in ambiguous:  # a name two variables answer to identifies neither
+        del tv.aliases[alias]
+    tv.display = {n: a for n, a in shown.items() if tv.aliases.get(a) == n}
+    return tv
+
+
+def _escape(name: str) -> str:
+    # TensorFlow's escaping of local names in object-based checkpoint keys.
+    return name.replace(".", "..").replace("/", ".S")
+
+
+def _object_paths(target: Any, root_name: str, tv: TargetVariables) -> dict[str, str]:
+    """Object path (``model/_operations/1/_kernel``) -> canonical name, breadth first as TF."""
+    from collections import deque
+
+    from ._tf import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        root = tf.train.Checkpoint(**{root_name: target})
+        view = tf.train.TrackableView(root)
+        paths: dict[str, str] = {}
+        seen = {id(root)}
+        queue = deque([(root, "")])
+        while queue:
+            obj, path = queue.popleft()
+            try:
+                children = view.children(obj)
+            except Exception:  # an object TF cannot list: its subtree keeps no aliases
+                continue
+            for local, child in children.items():
+                if id(child) in seen:
+                    continue
+                seen.add(id(child))
+                child_path = f"{path}/{_escape(local)}" if path else _escape(local)
+                name = tv.name_of(child)
+                if name is not None:
+                    paths.setdefault(child_path, name)
+                queue.append((child, child_path))
+        return paths
+    except Exception:  # private structure moved: the report names what did not match
+        return {}
+
+
+# ---- the user's options ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to match a file's variables to the target's (see the module docstring)."""
+
+    var_map: Mapping[str, Any] | None = None
+    only: Sequence[Any] | None = None
+    strict: bool = True
+    skip_mismatched: bool = False
+
+    KEYS = ("var_map", "only", "strict", "skip_mismatched")
+
+    def __post_init__(self) -> None:
+        if self.var_map is not None and not isinstance(self.var_map, Mapping):
+            raise TypeError("var_map must be a dict {saved name or 'prefix/': target variable, "
+                            f"name or 'prefix/'}}, not {type(self.var_map).__name__}")
+        if isinstance(self.only, (str, bytes)):
+            raise TypeError(f"only must be a list of names, not the string {self.only!r}")
+
+    @property
+    def by_name(self) -> bool:
+        """True when the user asked for anything but a plain same-name restore."""
+        return bool(self.var_map) or self.only is not None or self.skip_mismatched or not \
+            self.strict
+
+    @property
+    def maps(self) -> bool:
+        """True when names are remapped or selected (a whole-file loader cannot honour it)."""
+        return bool(self.var_map) or self.only is not None
+
+
+def reject_unknown(fmt: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse restore options this format does not know (a typo is not silently ignored)."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        hints = [f"{u!r} (did you mean {c[0]!r}?)" if (c := _closest(u, known, 1)) else repr(u)
+                 for u in unknown]
+        shown = sorted(set(known) - {"safe_mode"})  # set by the plugin, not by the user
+        raise TypeError(f"[{fmt}] unknown restore option(s) {', '.join(hints)}; this format "
+                        f"takes: build, {', '.join(shown)}")
+
+
+# ---- matching ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RestorePlan:
+    """Which saved value goes into which target variable, and the report before any value moves."""
+
+    pairs: list[Pair]
+    report: RestoreReport
+
+
+def plan_restore(target: TargetVariables, saved: SavedVariables,
+                 options: RestoreOptions | None = None) -> RestorePlan:
+    """Match saved entries to target variables under `options`; assigns nothing.
+
+    Raises RestoreMapError for a `var_map` or `only` entry that names nothing (listing the
+    closest names) or two saved values mapped onto one variable.
+    """
+    options = options or RestoreOptions()
+    lookup = saved.lookup()
+    exact, prefixes = _check_var_map(target, saved, lookup, options.var_map or {})
+
+    chosen: dict[str, str] = {}  # target -> saved
+    explicit: set[str] = set()
+    prefix_hits: dict[str, list[tuple[str, str]]] = {p: [] for p in prefixes}
+    for name in saved.entries:
+        names = saved.names_of(name)
+        goal: str | None = None
+        by_map = False
+        hit = next((n for n in names if n in exact), None)
+        if hit is not None:
+            goal, by_map = exact[hit], True
+        else:
+            best = max(((p, n) for n in names for p in prefixes if n.startswith(p)),
+                       key=lambda pn: len(pn[0]), default=None)
+            if best is not None:
+                prefix, n = best
+                wanted = prefixes[prefix] + n[len(prefix):]
+                goal, by_map = target.resolve(wanted), True
+                prefix_hits[prefix].append((n, wanted))
+            else:
+                goal = next((g for n in names if (g := target.resolve(n)) is not None), None)
+        if goal is None:
+            continue
+        if goal in chosen:
+            other = chosen[goal]
+            if by_map and goal in explicit:
+                raise RestoreMapError(
+                    f"var_map sends both {other!r} and {name!r} in {saved.source} to the "
+                    f"variable {goal!r}; map each saved name to its own variable")
+            if not by_map:
+                continue  # an explicit map (or the first same-name match) keeps it
+        chosen[goal] = name
+        if by_map:
+            explicit.add(goal)
+
+    for prefix, hits in prefix_hits.items():
+        if hits and not any(target.resolve(w) is not None for _, w in hits):
+            wanted = [w for _, w in hits]
+            raise RestoreMapError(
+                f"var_map {prefix!r} -> {prefixes[prefix]!r} maps {_listing([n for n, _ in hits], 3)}"
+                f" to {_listing(wanted, 3)}, none of which is a variable of the target; closest "
+                f"target names: {_listing(_closest(wanted[0], target.all_names()) or list(target.named))}")
+
+    selected = _select(target, saved, lookup, chosen, options.only)
+    report = RestoreReport(strict=options.strict)
+    show = target.show
+    pairs: list[Pair] = []
+    paired_saved: set[str] = set()
+    missing: list[str] = []
+    for tname, var in target.named.items():
+        sname = chosen.get(tname)
+        if sname is not None:
+            paired_saved.add(sname)
+        if selected is not None and tname not in selected:
+            report.skipped.append(show(tname))
+            continue
+        if sname is None:
+            missing.append(tname)
+            continue
+        shape, dtype = saved.entries[sname]
+        var_shape, var_dtype = tuple(var.shape), _dtype_name(var.dtype)
+        if tuple(shape) != var_shape or _dtype_name(dtype) != var_dtype:
+            file_side = f"{tuple(shape)} {_dtype_name(dtype)}"
+            model_side = f"{var_shape} {var_dtype}"
+            if sname == show(tname):
+                both = f"{sname}: file {file_side} vs model {model_side}"
+            else:
+                both = (f"{show(tname)} <- {sname}: file {sname} {file_side} vs model "
+                        f"{show(tname)} {model_side}")
+            if options.skip_mismatched:
+                report.skipped.append(show(tname))
+                report.notes.append(f"skipped on mismatch (skip_mismatched=True): {both}")
+            else:
+                report.mismatched.append(both)
+            continue
+        pairs.append((sname, tname))
+        report.restored.append(show(tname))
+    report.missing = [show(t) for t in missing]
+    report.unused = [n for n in saved.entries if n not in paired_saved]
+    _explain_missing(report, missing, target, saved)
+    return RestorePlan(pairs, report)
+
+
+def _check_var_map(target: TargetVariables, saved: SavedVariables, lookup: dict[str, str],
+                   var_map: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """Validate a var_map; returns (exact saved name -> target name, prefix -> prefix)."""
+    exact: dict[str, str] = {}
+    prefixes: dict[str, str] = {}
+    saved_prefixes = _prefixes(lookup)
+    for key, value in var_map.items():
+        if not isinstance(key, str):
+            raise RestoreMapError(f"var_map keys are names in {saved.source}, not "
+                                  f"{type(key).__name__} ({key!r})")
+        if key.endswith("/"):
+            if key not in saved_prefixes:
+                raise RestoreMapError(
+                    f"var_map prefix {key!r} matches no name in {saved.source}; closest saved "
+                    f"prefixes: {_listing(_closest(key, saved_prefixes) or sorted(saved_prefixes))}")
+            if not isinstance(value, str) or (value and not value.endswith("/")):
+                raise RestoreMapError(
+                    f"var_map prefix {key!r} must map to a prefix ending in '/' (or ''), "
+                    f"not {value!r}")
+            prefixes[key] = value
+            continue
+        if key not in lookup:
+            raise RestoreMapError(
+                f"var_map key {key!r} is not a variable in {saved.source}; closest saved names: "
+                f"{_listing(_closest(key, lookup) or list(saved.entries))}")
+        if isinstance(value, str):
+            goal = target.resolve(value)
+            if goal is None:
+                raise RestoreMapError(
+                    f"var_map[{key!r}] = {value!r} is not a variable of the target; closest "
+                    f"target names: {_listing(_closest(value, target.all_names()) or list(target.named))}")
+        else:
+            goal = target.name_of(value)
+            if goal is None:
+                raise RestoreMapError(
+                    f"var_map[{key!r}] is {getattr(value, 'name', value)!r}, which is not a "
+                    f"variable of the target model (target variables: "
+                    f"{_listing(list(target.named))})")
+        exact[key] = goal
+    return exact, prefixes
+
+
+def _select(target: TargetVariables, saved: SavedVariables, lookup: dict[str, str],
+            chosen: dict[str, str], only: Sequence[Any] | None) -> set[str] | None:
+    """Target variable names `only` selects (None: everything)."""
+    if only is None:
+        return None
+    by_saved = {s: t for t, s in chosen.items()}
+    selected: set[str] = set()
+    for entry in only:
+        if not isinstance(entry, str):
+            name = target.name_of(entry)
+            if name is None:
+                raise RestoreMapError(f"only= holds {getattr(entry, 'name', entry)!r}, which is "
+                                      "not a variable of the target model")
+            selected.add(name)
+            continue
+
+        def hit(n: str, entry: str = entry) -> bool:
+            return n == entry or (entry.endswith("/") and n.startswith(entry))
+
+        found = {c for n, c in {**target.aliases, **{k: k for k in target.named}}.items()
+                 if hit(n)}
+        found |= {by_saved[s] for n, s in lookup.items() if hit(n) and s in by_saved}
+        if not found:
+            in_file = sorted({s for n, s in lookup.items() if hit(n)})
+            if in_file:  # selecting a saved value that goes nowhere would restore nothing
+                raise RestoreMapError(
+                    f"only= entry {entry!r} selects {_listing(in_file, 3)} in {saved.source}, "
+                    "which no variable of the target takes; map it with var_map= (closest "
+                    f"target names: {_listing(_closest(in_file[0], target.all_names()) or list(target.named))})")
+            pool = [*target.all_names(), *lookup, *_prefixes(target.all_names()),
+                    *_prefixes(lookup)]
+            raise RestoreMapError(
+                f"only= entry {entry!r} names no variable of the target and nothing in "
+                f"{saved.source}; closest names: {_listing(_closest(entry, pool) or list(target.named))}")
+        selected |= found
+    return selected
+
+
+def _explain_missing(report: RestoreReport, missing: list[str], target: TargetVariables,
+                     saved: SavedVariables) -> None:
+    """A note per missing variable: not found in the file, and what it might be called there."""
+    for canonical in missing[:8]:
+        var, name = target.named[canonical], target.show(canonical)
+        close = _closest(name, report.unused)
+        same_shape = sorted(
+            (u for u in report.unused if tuple(saved.entries[u][0]) == tuple(var.shape)
+             and _dtype_name(saved.entries[u][1]) == _dtype_name(var.dtype)),
+            key=lambda u: -difflib.SequenceMatcher(None, name, u).ratio())
+        hint = ""
+        if close or same_shape:  # a same-shape entry with a similar name is the best guess
+            ranked = list(dict.fromkeys([c for c in close if c in same_shape] + same_shape
+                                        + close))
+            guess = ranked[0]
+            names = _listing(ranked, 3)
+            hint = f"; unused in the file: {names} (map it: var_map={_suggest_map(guess, name)})"
+        report.notes.append(f"{name}: not found in {saved.source}{hint}")
+
+
+def _suggest_map(saved_name: str, target_name: str) -> str:
+    """``{'enc/': 'encoder/'}`` when two names differ only in their scope, else name: name."""
+    a, b = saved_name.split("/"), target_name.split("/")
+    same = 0
+    while same < min(len(a), len(b)) - 1 and a[-1 - same] == b[-1 - same]:
+        same += 1
+    if same:
+        old, new = "/".join(a[:-same]) + "/", "/".join(b[:-same]) + "/"
+        return f"{{{old!r}: {new!r}}}"
+    return f"{{{saved_name!r}: {target_name!r}}}"
+
+
+# ---- assigning and verifying ------------------------------------------------------------------
+
+
+def assign_pairs(target: Any, tv: TargetVariables, pairs: Sequence[Pair],
+                 read: Callable[[str], np.ndarray]) -> None:
+    """Assign each target variable of `pairs` the saved value read under its saved name."""
+    if isinstance(target, GraphModel):
+        target.load_values([(tv.named[t], read(s)) for s, t in pairs])
+        return
+    for sname, tname in pairs:
+        tf_variable(tv.named[tname]).assign(read(sname))
+
+
+def _values(target: Any, tv: TargetVariables, names: Sequence[str]) -> dict[str, np.ndarray]:
+    if not names:
+        return {}
+    if isinstance(target, GraphModel):
+        got = target.session.run([tv.named[n] for n in names])
+        return {n: np.array(v) for n, v in zip(names, got, strict=True)}
+    return {n: np.array(tv.named[n].numpy()) for n in names}
+
+
+def _perturb(target: Any, tv: TargetVariables, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Add noise to the float variables about to be restored (and only those)."""
+    rng = np.random.default_rng(0)
+    noisy: dict[str, np.ndarray] = {}
+    for name, value in _values(target, tv, names).items():
+        if value.size and np.issubdtype(value.dtype, np.inexact):
+            noise = rng.standard_normal(value.shape).astype(value.dtype) + np.asarray(0.5,
+                                                                                     value.dtype)
+            noisy[name] = (value + noise).astype(value.dtype)
+    assign_pairs(target, tv, [(n, n) for n in noisy], noisy.__getitem__)
+    return noisy
+
+
+def restore_variables(
+    fmt: str,
+    artifact: Artifact,
+    saved: SavedVariables,
+    options: RestoreOptions,
+    *,
+    how: str,
+    target: Any = None,
+    build: Callable[[], Any] | None = None,
+    object_root: str | None = None,
+    display: str | None = None,
+    assign: Callable[[Any, TargetVariables, list[Pair]], str | None] | None = None,
+    load: Callable[[Any, RestoreReport], str | None] | None = None,
+) -> Restored:
+    """Restore `saved` into `target` (or a fresh `build()`) by name; returns the Restored.
+
+    The variables about to be restored are perturbed first, so a restore that loads nothing is
+    visible: any of them still holding its perturbed value is reported missing. Variables left
+    out on purpose (outside `only`, skipped mismatches) keep their current values.
+
+    `load(target, report)` may do the whole restore with the library's own loader
+    (``load_weights``) and return how it did, or None to leave it to `assign`;
+    `assign(target, names, pairs)` may assign the pairs its own way and return how, or None to
+    leave it to the default: each pair's saved value read and assigned.
+    """
+    from .formats.base import Restored, ensure_built
+    from .models import ModelInfo, call_build
+
+    if target is None:
+        target = call_build(build, fmt, ModelInfo(artifact.model_kind, artifact.model_kind))
+    is_model = not isinstance(target, (Mapping, list, tuple))
+    if is_model:
+        ensure_built(target, artifact)
+    tv = target_variables(target, object_root=object_root, display=display)
+    plan = plan_restore(tv, saved, options)
+    report = plan.report
+    restorable = report.everything_restored or not options.strict
+    if restorable and plan.pairs:
+        noisy = _perturb(target, tv, [t for _, t in plan.pairs])
+        done = load(target, report) if load is not None else None
+        if done is None and assign is not None:
+            done = assign(target, tv, plan.pairs)
+        if done is None:
+            assign_pairs(target, tv, plan.pairs, saved.read)
+        else:
+            how = done
+        now = _values(target, tv, list(noisy))
+        left = [tv.show(n) for n, v in noisy.items() if np.array_equal(now[n], v)]
+        report.restored = [n for n in report.restored if n not in left]
+        report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
+    if is_model:
+        def runner(args: list[np.ndarray]) -> list[np.ndarray]:
+            return run(target, args)
+    else:
+        def runner(args: list[np.ndarray]) -> list[np.ndarray]:
+            raise TypeError("the restore target is a collection of variables, not a model: "
+                            "read the variables instead of calling the restored object")
+    return Restored(artifact, target, runner, report, how=how)
+
+
+# ---- the simple same-name restore (kept for formats and plugins that use it) ---------------
 
 
 def match_by_name(target: Any, saved: Saved) -> RestoreReport:
@@ -23,31 +678,13 @@ def match_by_name(target: Any, saved: Saved) -> RestoreReport:
     missing, a saved value no variable takes is unused, a shape or dtype difference is a
     mismatch naming both.
     """
-    report = RestoreReport()
-    named = variables(target)
-    for name, var in named.items():
-        if name not in saved:
-            report.missing.append(name)
-            continue
-        shape, dtype = saved[name]
-        var_shape, var_dtype = tuple(var.shape), _dtype_name(var.dtype)
-        if tuple(shape) != var_shape or _dtype_name(dtype) != var_dtype:
-            report.mismatched.append(
-                f"{name}: file {tuple(shape)} {_dtype_name(dtype)} vs model {var_shape} {var_dtype}"
-            )
-            continue
-        report.restored.append(name)
-    report.unused = [n for n in saved if n not in named]
-    return report
+    tv = TargetVariables(variables(target))
+    return plan_restore(tv, SavedVariables(dict(saved), lambda n: np.zeros(0))).report
 
 
 def assign_by_name(target: Any, saved: Saved, read: Callable[[str], np.ndarray]) -> RestoreReport:
     """Assign each variable of `target` the saved value of the same name (see match_by_name)."""
-    report = match_by_name(target, saved)
-    named = variables(target)
-    if isinstance(target, GraphModel):
-        target.load_values([(named[n], read(n)) for n in report.restored])
-    else:
-        for name in report.restored:
-            tf_variable(named[name]).assign(read(name))
-    return report
+    tv = TargetVariables(variables(target))
+    plan = plan_restore(tv, SavedVariables(dict(saved), read))
+    assign_pairs(target, tv, plan.pairs, read)
+    return plan.report

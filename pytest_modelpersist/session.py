@@ -9,14 +9,33 @@ from typing import Any
 
 import pytest
 
+from dataclasses import dataclass
+
 from . import golden as golden_files
+from .loaders import INPROCESS, LOADERS, loaders_of
 from .compare import Tolerance
 from .errors import UnknownFormatError
 from .registry import FormatRegistry
 
-MARKER_KEYWORDS = ("formats", "exclude", "rtol", "atol", "exact", "golden", "unsafe")
+MARKER_KEYWORDS = ("formats", "exclude", "loaders", "rtol", "atol", "exact", "golden", "unsafe",
+                   "timeout")
 FORMAT_PROPERTY = "modelpersist_format"
 GOLDEN_PROPERTY = "modelpersist_golden"
+
+
+@dataclass(frozen=True)
+class PersistParam:
+    """One test item's format and loader; its id is the format, or format-loader."""
+
+    format: str
+    loader: str = INPROCESS
+
+    @property
+    def id(self) -> str:
+        return self.format if self.loader == INPROCESS else f"{self.format}-{self.loader}"
+
+    def __str__(self) -> str:
+        return self.id
 
 
 def running_on_ci() -> bool:
@@ -31,11 +50,12 @@ def base_test_name(item: Any) -> tuple[str, str]:
     """
     name, nodeid = item.name, item.nodeid
     callspec = getattr(item, "callspec", None)
-    fmt = callspec.params.get("persist") if callspec is not None else None
-    if fmt is None:
+    param = callspec.params.get("persist") if callspec is not None else None
+    if param is None:
         return name, nodeid
+    fmt = str(param)
     ident = callspec.id
-    rest = ident[: -len(fmt)].rstrip("-") if ident.endswith(str(fmt)) else ident
+    rest = ident[: -len(fmt)].rstrip("-") if ident.endswith(fmt) else ident
     base = item.originalname + (f"[{rest}]" if rest else "")
     return base, nodeid[: len(nodeid) - len(name)] + base
 
@@ -54,6 +74,7 @@ class PersistSession:
         golden_dir = config.getoption("golden_dir") or config.getini("golden_dir")
         self.golden_root = (Path(config.rootpath, golden_dir) if golden_dir else None)
         self.update_golden = bool(config.getoption("update_golden"))
+        self.loaders: list[str] = []
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -79,6 +100,9 @@ class PersistSession:
                 f"--persist-formats selects no format; known formats: "
                 f"{', '.join(self.registry.names())} (or 'all')"
             )
+        spec = self.config.getoption("persist_loaders") or self.config.getini("persist_loaders")
+        self.loaders = self._parse_loaders(spec, "--persist-loaders" if self.config.getoption(
+            "persist_loaders") else "ini option persist_loaders", error=pytest.UsageError)
         if (self.update_golden and running_on_ci()
                 and not self.config.getoption("allow_update_golden_on_ci")):
             raise pytest.UsageError(
@@ -86,6 +110,18 @@ class PersistSession:
                 "reviewed. Record them locally and commit them, or add "
                 "--allow-update-golden-on-ci if this job really should write them."
             )
+
+    @staticmethod
+    def _parse_loaders(spec: Any, source: str, *, error: Any) -> list[str]:
+        items = spec.split(",") if isinstance(spec, str) else list(spec or [])
+        names = [s.strip() for s in items if s and s.strip()]
+        if "all" in names:
+            return list(LOADERS)
+        unknown = [n for n in names if n not in LOADERS]
+        if unknown or not names:
+            raise error(f"{source}: unknown loader(s) {', '.join(unknown) or '(none)'}; "
+                        f"known loaders: {', '.join(LOADERS)}")
+        return [n for n in LOADERS if n in names]
 
     def golden_dir(self, module_path: Path) -> Path:
         return golden_files.golden_dir_for(module_path, rootdir=self.config.rootpath,
@@ -124,6 +160,27 @@ class PersistSession:
             pytest.fail(f"{node.nodeid}: @pytest.mark.persist({keyword}=...): {exc}",
                         pytrace=False)
 
+    def params_for(self, node: Any) -> tuple[list[PersistParam], str]:
+        """The (format, loader) items of a test: command line narrowed by its marker."""
+        chosen, why = self.formats_for(node)
+        loaders = list(self.loaders)
+        opts = self.marker_options(node)
+        if opts.get("loaders") is not None:
+            wanted = opts["loaders"]
+            try:
+                wanted = self._parse_loaders([wanted] if isinstance(wanted, str) else wanted,
+                                             "@pytest.mark.persist(loaders=...)",
+                                             error=ValueError)
+            except ValueError as exc:
+                pytest.fail(f"{node.nodeid}: {exc}", pytrace=False)
+            loaders = [n for n in loaders if n in wanted]
+        params = [PersistParam(f, loader) for f in chosen for loader in loaders
+                  if loader in loaders_of(self.registry.get(f))]
+        if chosen and not params:
+            why = (f"no persist item left: loaders {','.join(loaders) or '(none)'} do not apply "
+                   f"to formats {','.join(chosen)}")
+        return params, why
+
     def formats_for(self, node: Any) -> tuple[list[str], str]:
         """The formats a test runs (command line narrowed by its marker), and why if none."""
         opts = self.marker_options(node)
@@ -143,9 +200,9 @@ class PersistSession:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "persist" not in metafunc.fixturenames:
             return
-        chosen, why = self.formats_for(metafunc.definition)
-        if chosen:
-            metafunc.parametrize("persist", chosen, indirect=True, ids=chosen)
+        params, why = self.params_for(metafunc.definition)
+        if params:
+            metafunc.parametrize("persist", params, indirect=True, ids=[p.id for p in params])
         else:
             metafunc.parametrize(
                 "persist", [pytest.param(None, marks=pytest.mark.skip(reason=why))],
@@ -159,8 +216,8 @@ class PersistSession:
         from ._tf import INSTALL_HINT, tensorflow_available
         from .api import CheckOptions, GoldenTarget, Persist
 
-        name = getattr(request, "param", None)
-        if name is None:
+        param = getattr(request, "param", None)
+        if param is None:
             pytest.fail(
                 "the persist fixture was not parametrized: request it as a test argument or "
                 "through another fixture (request.getfixturevalue('persist') is too late)",
@@ -175,20 +232,26 @@ class PersistSession:
         from ._tf import import_tensorflow
 
         import_tensorflow()
-        request.node.user_properties.append((FORMAT_PROPERTY, name))
+        request.node.user_properties.append((FORMAT_PROPERTY, param.id))
         opts = self.marker_options(request.node)
         options = CheckOptions(
             rtol=opts.get("rtol"), atol=opts.get("atol"), exact=bool(opts.get("exact", False)),
             table=self.tolerance_table(), safe_mode=not opts.get("unsafe", False),
             golden=bool(opts.get("golden", True)),
+            timeout=float(opts.get("timeout") or self.config.getoption("persist_timeout")
+                          or self.config.getini("persist_timeout") or 300),
+            subprocess_path=tuple(str(Path(self.config.rootpath, p)) for p in
+                                  self.config.getini("persist_subprocess_path")),
+            subprocess_imports=tuple(self.config.getini("persist_subprocess_imports")),
         )
         base, base_id = base_test_name(request.node)
         golden = GoldenTarget(self.golden_dir(request.node.path), base, base_id,
                               request.node.nodeid, update=self.update_golden)
         request.addfinalizer(lambda: request.node.user_properties.extend(
             (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
-        return Persist(self.registry.get(name), tmp_path=request.getfixturevalue("tmp_path"),
-                       options=options, nodeid=request.node.nodeid, golden=golden)
+        return Persist(self.registry.get(param.format),
+                       tmp_path=request.getfixturevalue("tmp_path"), options=options,
+                       nodeid=request.node.nodeid, golden=golden, loader=param.loader)
 
     def tolerance_table(self) -> dict[str, Tolerance]:
         """`persist_tolerances` ini lines: ``float32 = 1e-4, 1e-5`` (dtype = rtol, atol)."""
@@ -288,7 +351,9 @@ class PersistSession:
         if not (self.outcomes or self.golden_events or self.unused):
             return
         terminalreporter.section("modelpersist summary")
-        order = [f for f in self.registry.names() if f in self.outcomes]
+        order = sorted(self.outcomes, key=lambda k: (
+            self.registry.names().index(k.split("-")[0]) if k.split("-")[0] in self.registry
+            else len(self.registry), k))
         if order:
             for line in outcome_table({f: self.outcomes[f] for f in order}):
                 terminalreporter.write_line(line)

@@ -44,6 +44,11 @@ def tensorflow_warmed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture
-def pytester(pytester: pytest.Pytester, tensorflow_warmed_up: None) -> pytest.Pytester:
-    """pytester, with TensorFlow and the formats' modules imported first (see above)."""
+def pytester(pytester: pytest.Pytester, tensorflow_warmed_up: None,
+             monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, with TensorFlow and the formats' modules imported first (see above).
+
+    CI is unset inside: the inner runs record goldens, which the plugin refuses on CI.
+    """
+    monkeypatch.delenv("CI", raising=False)
     return pytester

@@ -11,6 +11,9 @@ import pytest
 
 import model_zoo
 
+# Round trips in this process; tests/test_loaders.py covers the other loaders.
+pytestmark = pytest.mark.persist(loaders=["inprocess"])
+
 
 @pytest.mark.parametrize("kind", sorted(model_zoo.KERAS_BUILDERS))
 def test_keras_models_round_trip(persist, kind, x4):

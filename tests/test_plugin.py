@@ -166,7 +166,7 @@ def test_bad_marker_is_a_collection_error(pytester, mark, expected):
 
 def test_marker_is_registered(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.persist(formats=..., exclude=..., rtol=...*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.persist(formats=..., exclude=..., loaders=..., rtol=...*"])
 
 
 def test_third_party_format_registered_from_conftest(pytester):
@@ -178,7 +178,7 @@ def test_third_party_format_registered_from_conftest(pytester):
         from conftest import Doubler
 
         def test_toy(persist):
-            persist.check(Doubler(3), np.arange(4.0))
+            persist.check(Doubler(3), np.arange(4.0), golden=False)
 
         @pytest.mark.persist(formats=["toy_json"])
         def test_marker_by_name(persist):
@@ -208,7 +208,7 @@ def test_third_party_format_catches_a_broken_save(pytester):
     ))
     pytester.makepyfile(
         "import numpy as np\nfrom conftest import Doubler\n\n"
-        "def test_toy(persist):\n    persist.check(Doubler(3), np.arange(4.0))\n"
+        "def test_toy(persist):\n    persist.check(Doubler(3), np.arange(4.0), golden=False)\n"
     )
     result = pytester.runpytest("--persist-formats=toy_json,toy_lossy")
     result.assert_outcomes(passed=1, failed=1)
@@ -232,7 +232,7 @@ def test_terminal_summary_table(pytester):
     pytester.makeconftest(TOY_CONFTEST)
     pytester.makepyfile(
         "import numpy as np\nfrom conftest import Doubler\n\n"
-        "def test_toy(persist):\n    persist.check(Doubler(2), np.arange(3.0))\n"
+        "def test_toy(persist):\n    persist.check(Doubler(2), np.arange(3.0), golden=False)\n"
     )
     result = pytester.runpytest("--persist-formats=toy_json,h5")
     result.stdout.fnmatch_lines([

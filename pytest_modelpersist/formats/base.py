@@ -125,6 +125,17 @@ class BaseFormat:
     description: ClassVar[str] = ""
     #: True when the files hold only variables, so restore needs `build=`.
     needs_build: ClassVar[bool] = False
+    #: True when TensorFlow's C API can load the files (frozen pb, SavedModel).
+    c_api: ClassVar[bool] = False
+
+    @property
+    def loaders(self) -> tuple[str, ...]:
+        """How this format's files can be brought back (see pytest_modelpersist.loaders).
+
+        A weights-only format needs the model's code, so it restores in-process only.
+        """
+        found = ("inprocess",) if self.needs_build else ("inprocess", "subprocess")
+        return found + (("capi",) if self.c_api else ())
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         if info.kind not in self.kinds:

@@ -14,6 +14,7 @@ from .base import Artifact, BaseFormat, Restored, spec_meta
 
 class FrozenGraphFormat(BaseFormat):
     name = "pb"
+    c_api = True
     description = "frozen GraphDef .pb, import_graph_def and run by tensor name ('x:0')"
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:

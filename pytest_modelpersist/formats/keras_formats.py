@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .._tf import import_keras
 from ..models import KERAS, Inputs, ModelInfo, RestoreReport, describe, run
-from ..restoring import match_by_name
-from .base import Artifact, BaseFormat, Restored, restore_into_rebuilt, spec_meta
+from ..restoring import (
+    RestoreOptions,
+    SavedVariables,
+    h5_layer_weight_names,
+    reject_unknown,
+    restore_variables,
+)
+from .base import Artifact, BaseFormat, Restored, spec_meta
+
+BY_NAME_HINT = ("var_map/only/strict/skip_mismatched restore into a model: pass into=<model> "
+                "or build=<callable>")
 
 
 def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
@@ -27,11 +40,31 @@ class _KerasModelFormat(BaseFormat):
         model.save(str(directory / main))
         return self.new_artifact(directory, main, describe(model), input_specs=spec_meta(inputs))
 
+    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
+
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                safe_mode: bool = True, **options: Any) -> Restored:
+                into: Any = None, safe_mode: bool = True, **options: Any) -> Restored:
+        """`keras.models.load_model`; or, by name, the file's weights into a model.
+
+        By name when `into=` is given, or `build=` together with a by-name option (`var_map`,
+        `only`, `strict=False`, `skip_mismatched`); `build=` alone keeps the whole-model load.
+        """
+        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
+        by_name = RestoreOptions(**options)
+        if into is not None or (build is not None and by_name.by_name):
+            return self.restore_by_name(artifact, by_name, target=into, build=build)
+        if by_name.by_name:
+            raise TypeError(f"[{self.name}] {BY_NAME_HINT}")
         model = load_keras_model(artifact, safe_mode=safe_mode)
         return Restored(artifact, model, lambda args: run(model, args),
                         how="keras.models.load_model" + ("" if safe_mode else " (unsafe)"))
+
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
+                        build: Callable[[], Any] | None) -> Restored:
+        raise NotImplementedError
+
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        raise NotImplementedError
 
 
 class H5Format(_KerasModelFormat):
@@ -46,25 +79,117 @@ class H5Format(_KerasModelFormat):
                     "keras or weights_h5 format")
         return super().unsupported(model, info)
 
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        """The file's weights as ``<layer name>/<weight>`` (``enc/kernel``), read with h5py."""
+        return read_legacy_h5(artifact.path)
+
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
+                        build: Callable[[], Any] | None) -> Restored:
+        """Layer-name restore: Keras' ``load_weights(by_name=True)`` when the names line up
+        as saved, the file's datasets read with h5py and assigned when mapped or selected.
+        Either way every variable is accounted for (Keras' own by-name load skips unknown
+        layers silently)."""
+        path = str(artifact.path)
+
+        def load(model: Any, report: RestoreReport) -> str | None:
+            if options.maps or report.mismatched:
+                return None
+            model.load_weights(path, by_name=True, skip_mismatch=options.skip_mismatched)
+            return ("model.load_weights(by_name=True"
+                    + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
+
+        return restore_variables(self.name, artifact, self.saved_variables(artifact), options,
+                                 how="h5py read + assign by layer name", target=target,
+                                 build=build, load=load, display="h5")
+
 
 class KerasFormat(_KerasModelFormat):
     name = "keras"
     suffix = ".keras"
     description = "Keras v3 .keras archive, keras.models.load_model"
 
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        """The archive's ``model.weights.h5`` datasets by path (``layers/dense/vars/0``)."""
+        with zipfile.ZipFile(artifact.path) as archive:
+            data = archive.read("model.weights.h5")
+        return read_weights_file(io.BytesIO(data), source=f"{artifact.path}:model.weights.h5")
+
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
+                        build: Callable[[], Any] | None) -> Restored:
+        return restore_variables(self.name, artifact, self.saved_variables(artifact), options,
+                                 how="model.weights.h5 of the archive, read with h5py, by path",
+                                 target=target, build=build)
+
+
+def _h5_strings(group: Any, name: str) -> list[str]:
+    """A string-list attribute of a legacy HDF5 group (Keras chunks long ones: name0, name1...)."""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            values.extend(group.attrs[f"{name}{i}"])
+            i += 1
+    return [v.decode("utf8") if hasattr(v, "decode") else str(v) for v in values]
+
+
+def read_legacy_h5(path: Path) -> SavedVariables:
+    """The weights of a legacy Keras HDF5 file (full model or weights only), by layer name.
+
+    Each layer group lists its weights in ``weight_names``; an entry is named
+    ``<layer name>/<weight>`` (see `h5_layer_weight_names`), the name a Keras model's variable
+    answers to as well.
+    """
+    import h5py
+
+    entries: dict[str, tuple[tuple[int, ...], Any]] = {}
+    where: dict[str, str] = {}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        layers = _h5_strings(root, "layer_names")
+        if "top_level_model_weights" in root:
+            layers.append("top_level_model_weights")
+        for layer in layers:
+            group = root[layer]
+            weight_names = _h5_strings(group, "weight_names")
+            for name, weight in zip(h5_layer_weight_names(layer, weight_names), weight_names,
+                                    strict=True):
+                dataset = group[weight]
+                entries[name] = (tuple(dataset.shape), dataset.dtype)
+                where[name] = dataset.name
+
+    def read(name: str) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            return np.asarray(f[where[name]])
+
+    return SavedVariables(entries, read, source=str(path))
+
 
 def read_weights_h5(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
     """Every dataset of a `.weights.h5` as path -> (shape, dtype), read with h5py."""
+    return read_weights_file(path).entries
+
+
+def read_weights_file(file: Any, *, source: str | None = None) -> SavedVariables:
+    """A Keras 3 `.weights.h5` (a path or a file object) as SavedVariables named by dataset
+    path (``layers/dense/vars/0``), the names `models.variables` gives Keras variables."""
     import h5py
 
     found: dict[str, tuple[tuple[int, ...], Any]] = {}
-    with h5py.File(path, "r") as f:
+    with h5py.File(file, "r") as f:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 found[name] = (tuple(obj.shape), obj.dtype)
 
         f.visititems(visit)
-    return found
+
+    def read(name: str) -> np.ndarray:
+        if hasattr(file, "seek"):
+            file.seek(0)
+        with h5py.File(file, "r") as f:
+            return np.asarray(f[name])
+
+    return SavedVariables(found, read, source=source or str(file))
 
 
 class WeightsH5Format(BaseFormat):
@@ -72,22 +197,37 @@ class WeightsH5Format(BaseFormat):
     kinds = frozenset({KERAS})
     description = "Keras model.save_weights('.weights.h5'), load_weights into a rebuilt model"
     needs_build = True
+    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         main = "model.weights.h5"
         model.save_weights(str(directory / main))
         return self.new_artifact(directory, main, describe(model), input_specs=spec_meta(inputs))
 
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        """The file's datasets by path (``layers/dense/vars/0``), read with h5py."""
+        return read_weights_file(artifact.path)
+
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
                 into: Any = None, **options: Any) -> Restored:
-        def fill(target: Any) -> RestoreReport:
-            # The file's dataset paths are the names `variables()` gives Keras variables, so
-            # the report names what is missing or unused even where load_weights would not.
-            report = match_by_name(target, read_weights_h5(artifact.path))
-            if report.complete:
-                target.load_weights(str(artifact.path))
-            return report
+        """`model.load_weights` into `into` or a fresh `build()`; by name with h5py.
 
-        return restore_into_rebuilt(self, artifact, build, fill, how="model.load_weights",
-                                    target=into)
+        The file's dataset paths are the names `models.variables` gives Keras variables, so
+        the report names what is missing or unused even where load_weights would not. With
+        by-name options (Keras refuses ``by_name`` on a `.weights.h5`) the datasets are read
+        with h5py and assigned by name.
+        """
+        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
+        options.pop("safe_mode", None)
+        by_name = RestoreOptions(**options)
+        path = str(artifact.path)
 
+        def load(model: Any, report: RestoreReport) -> str | None:
+            if by_name.by_name or not report.everything_restored:
+                return None
+            model.load_weights(path)
+            return "model.load_weights"
+
+        return restore_variables(self.name, artifact, self.saved_variables(artifact), by_name,
+                                 how="h5py read + assign by dataset path", target=into,
+                                 build=build, load=load)

@@ -3,11 +3,16 @@
 Keras models and tf.Modules are first traced into a TF1 graph of their own (variables named by
 their paths), so their checkpoint carries a `.meta` graph too: the model can be restored with
 `import_meta_graph` without its code, exactly like a graph model, or into a rebuilt model.
+
+Which checkpoint restores follows TensorFlow: the one the `checkpoint` state file names (edit it
+to pick another, as the seed articles do), or `checkpoint=<step>` / `checkpoint="model-2"`
+among several saved with `global_step`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,16 @@ from ..models import (
     tf_variable,
     variables,
 )
-from ..restoring import assign_by_name
-from .base import Artifact, BaseFormat, Restored, restore_into_rebuilt, spec_meta
+from ..restoring import (
+    Pair,
+    RestoreOptions,
+    SavedVariables,
+    TargetVariables,
+    checkpoint_variables,
+    reject_unknown,
+    restore_variables,
+)
+from .base import Artifact, BaseFormat, Restored, spec_meta
 
 PREFIX = "model"
 
@@ -82,8 +95,15 @@ class CkptFormat(BaseFormat):
     description = "TF1 Saver checkpoint: checkpoint, .meta, .index, .data-*"
     #: check() restores with import_meta_graph, and also into build() when it is given.
     rebuild_optional = True
+    restore_options = ("into", "checkpoint", "safe_mode", *RestoreOptions.KEYS)
 
-    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+    def save(self, model: Any, directory: Path, *, inputs: Inputs,
+             global_step: int | None = None) -> Artifact:
+        """Write a TF1 Saver checkpoint of `model` under `directory`.
+
+        With `global_step`, the files are ``model-<step>.*`` and earlier steps saved in the same
+        directory stay listed in the `checkpoint` state file (a training run's checkpoints).
+        """
         tf = import_tensorflow()
         info = describe(model)
         owned = not isinstance(model, GraphModel)
@@ -93,54 +113,189 @@ class CkptFormat(BaseFormat):
             graph_model, var_list = model, variables(model)
         try:
             with graph_model.graph.as_default():
-                saver = tf.compat.v1.train.Saver(var_list=var_list, save_relative_paths=True)
-                prefix = saver.save(graph_model.session, str(directory / PREFIX))
+                saver = tf.compat.v1.train.Saver(var_list=var_list, save_relative_paths=True,
+                                                 max_to_keep=None)
+                prefix = saver.save(graph_model.session, str(directory / PREFIX),
+                                    global_step=global_step)
         finally:
             if owned:
                 graph_model.session.close()
+        steps = sorted(checkpoint_steps(directory))
+        if global_step is not None:
+            # Saver(max_to_keep=None) lists only its own save; list every step of the run.
+            tf.compat.v1.train.update_checkpoint_state(
+                str(directory), Path(prefix).name,
+                all_model_checkpoint_paths=[f"{PREFIX}-{n}" for n in steps],
+                save_relative_paths=True,
+            )
         return self.new_artifact(
             directory, PREFIX, info, prefix=Path(prefix).name,
             inputs=graph_model.input_names, outputs=graph_model.output_names,
-            variables=list(var_list), input_specs=spec_meta(inputs),
+            variables=list(var_list), input_specs=spec_meta(inputs), steps=steps,
         )
 
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                **options: Any) -> Restored:
-        """With `build=`: into the rebuilt model's variables; without: `import_meta_graph`."""
-        if build is not None or options.get("into") is not None:
-            return self.restore_into(artifact, build, **options)
-        return self.restore_meta_graph(artifact)
+                into: Any = None, checkpoint: int | str | None = None, **options: Any) -> Restored:
+        """With `build=` or `into=`: by name into that model; without: `import_meta_graph`.
 
-    def restore_meta_graph(self, artifact: Artifact) -> Restored:
-        """`import_meta_graph` + `Saver.restore` of the latest checkpoint: no model code."""
+        `checkpoint` picks a step (``2``) or a prefix (``"model-2"``) instead of the one the
+        `checkpoint` state file names. By-name options: see :class:`RestoreOptions`.
+        """
+        reject_unknown(self.name, {**options, "into": into, "checkpoint": checkpoint},
+                       self.restore_options)
+        options.pop("safe_mode", None)
+        by_name = RestoreOptions(**options)
+        prefix = resolve_checkpoint(artifact.directory, checkpoint,
+                                    default=artifact.meta.get("prefix", PREFIX))
+        if build is not None or into is not None:
+            return self.restore_into(artifact, build, into=into, prefix=prefix, options=by_name)
+        if by_name.by_name:
+            raise TypeError(
+                f"[{self.name}] var_map/only/strict/skip_mismatched restore into a model: pass "
+                "into=<model> or build=<callable> (the import_meta_graph restore brings the "
+                "saved graph back as it was saved)")
+        return self.restore_meta_graph(artifact, prefix)
+
+    def saved_variables(self, artifact: Artifact, checkpoint: int | str | None = None
+                        ) -> SavedVariables:
+        """The checkpoint's variables by name (what `var_map` keys and `only` refer to)."""
+        prefix = resolve_checkpoint(artifact.directory, checkpoint,
+                                    default=artifact.meta.get("prefix", PREFIX))
+        return checkpoint_variables(prefix)
+
+    def restore_meta_graph(self, artifact: Artifact, prefix: str | None = None) -> Restored:
+        """`import_meta_graph` + `Saver.restore` of the chosen checkpoint: no model code."""
         tf = import_tensorflow()
-        prefix = tf.train.latest_checkpoint(str(artifact.directory))
         if prefix is None:
-            raise FileNotFoundError(
-                f"no 'checkpoint' state file (or it names no checkpoint) in {artifact.directory}"
-            )
+            prefix = resolve_checkpoint(artifact.directory, None,
+                                        default=artifact.meta.get("prefix", PREFIX))
+        meta = Path(prefix + ".meta")
+        if not meta.exists():
+            raise FileNotFoundError(f"{meta} is missing: the checkpoint {prefix} was saved "
+                                    "without its graph (write_meta_graph=False)")
         graph = tf.Graph()
         with graph.as_default():
-            saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
+            saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)
             if saver is None:
-                raise ValueError(f"{prefix}.meta holds no variables to restore")
+                raise ValueError(f"{meta} holds no variables to restore")
             session = tf.compat.v1.Session(graph=graph)
             saver.restore(session, prefix)
         restored = GraphModel(session, inputs=artifact.meta["inputs"],
                               outputs=artifact.meta["outputs"])
-        return Restored(artifact, restored, restored, how="import_meta_graph + Saver.restore")
+        which = "" if Path(prefix).name == PREFIX else f" ({Path(prefix).name})"
+        return Restored(artifact, restored, restored,
+                        how=f"import_meta_graph + Saver.restore{which}")
 
     def restore_into(self, artifact: Artifact, build: Callable[[], Any] | None,
-                     *, into: Any = None, **options: Any) -> Restored:
-        """Restore saved variables by name into a rebuilt model (`build()` or `into`)."""
+                     *, into: Any = None, prefix: str | None = None,
+                     options: RestoreOptions | None = None) -> Restored:
+        """Restore saved variables by name into a model (`into`, or a fresh `build()`).
+
+        A TF1 graph target is filled by ``Saver(var_list={saved name: variable}).restore``, the
+        seed articles' renaming restore; eager variables (Keras, tf.Module, a dict of
+        variables) are assigned the values ``tf.train.load_checkpoint`` reads by name.
+        """
         tf = import_tensorflow()
-        prefix = tf.train.latest_checkpoint(str(artifact.directory)) or str(
-            artifact.directory / artifact.meta.get("prefix", PREFIX)
+        if prefix is None:
+            prefix = resolve_checkpoint(artifact.directory, None,
+                                        default=artifact.meta.get("prefix", PREFIX))
+        saved = checkpoint_variables(prefix)
+
+        which = "" if Path(prefix).name == PREFIX else f" ({Path(prefix).name})"
+
+        def assign(target: Any, tv: TargetVariables, pairs: list[Pair]) -> str | None:
+            if not isinstance(target, GraphModel):
+                return None  # eager variables: the values read by name are assigned
+            with target.graph.as_default():
+                saver = tf.compat.v1.train.Saver(var_list={s: tv.named[t] for s, t in pairs})
+                saver.restore(target.session, prefix)
+            return f"Saver(var_list={{saved name: variable}}).restore{which}"
+
+        where = "the rebuilt model" if into is None else "the given model"
+        return restore_variables(
+            self.name, artifact, saved, options or RestoreOptions(),
+            how=f"tf.train.load_checkpoint into {where}{which}",
+            target=into, build=build, assign=assign,
         )
-        reader = tf.train.load_checkpoint(prefix)
-        dtypes = reader.get_variable_to_dtype_map()
-        saved = {n: (tuple(s), dtypes[n]) for n, s in reader.get_variable_to_shape_map().items()}
-        return restore_into_rebuilt(
-            self, artifact, build, lambda target: assign_by_name(target, saved, reader.get_tensor),
-            how="tf.train.load_checkpoint into the rebuilt model", target=into,
-        )
+
+
+_STEP = re.compile(r"-(\d+)$")
+
+
+def checkpoint_steps(directory: Path) -> dict[int, str]:
+    """Global step -> prefix of every ``<name>-<step>`` checkpoint in `directory`."""
+    found: dict[int, str] = {}
+    for index in Path(directory).glob("*.index"):
+        prefix = str(index)[: -len(".index")]
+        m = _STEP.search(prefix)
+        if m:
+            found[int(m.group(1))] = prefix
+    return found
+
+
+def _available(directory: Path) -> list[str]:
+    return sorted(p.name[: -len(".index")] for p in Path(directory).glob("*.index"))
+
+
+def resolve_checkpoint(directory: Path, checkpoint: int | str | None = None, *,
+                       default: str = PREFIX) -> str:
+    """The checkpoint prefix to restore from `directory`.
+
+    None: the one the `checkpoint` state file names (TensorFlow's ``latest_checkpoint``), or
+    `default` when there is no state file; an int: that global step; a str: that prefix
+    (``"model-2"``, relative to `directory`, or absolute).
+    """
+    tf = import_tensorflow()
+    directory = Path(directory)
+    present = _available(directory)
+    if checkpoint is None:
+        latest = tf.train.latest_checkpoint(str(directory))
+        if latest is not None:
+            return latest
+        state = tf.train.get_checkpoint_state(str(directory))
+        if state is not None and state.model_checkpoint_path:
+            raise FileNotFoundError(
+                f"the 'checkpoint' state file in {directory} names "
+                f"{state.model_checkpoint_path!r}, which is not there; checkpoints present: "
+                f"{', '.join(present) or '(none)'}")
+        if (directory / f"{default}.index").exists():
+            return str(directory / default)
+        raise FileNotFoundError(f"no 'checkpoint' state file and no {default}.index in "
+                                f"{directory}; checkpoints present: {', '.join(present) or '(none)'}")
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, str)):
+        raise TypeError(f"checkpoint= takes a global step (int) or a prefix (str), not "
+                        f"{checkpoint!r}")
+    if isinstance(checkpoint, int):
+        steps = checkpoint_steps(directory)
+        if checkpoint not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint of step {checkpoint} in {directory}; saved steps: "
+                f"{', '.join(map(str, sorted(steps))) or '(none: saved without global_step)'}")
+        return steps[checkpoint]
+    path = Path(checkpoint)
+    path = path if path.is_absolute() else directory / path
+    if not Path(f"{path}.index").exists():
+        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {directory} ({path}.index is "
+                                f"missing); checkpoints present: {', '.join(present) or '(none)'}")
+    return str(path)
+
+
+def save_steps(model: Any, directory: Path, steps: Sequence[int], *, inputs: Inputs = None,
+               update: Callable[[Any, int], None] | None = None) -> Artifact:
+    """Save `model` at several global steps into one directory, like a training run.
+
+    `update(model, step)` changes the model before each save (a training step). Returns the
+    artifact (its manifest written) whose `checkpoint` state file names the last step.
+    """
+    fmt = CkptFormat()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    artifact = None
+    for step in steps:
+        if update is not None:
+            update(model, step)
+        artifact = fmt.save(model, directory, inputs=inputs, global_step=step)
+    if artifact is None:
+        raise ValueError("save_steps needs at least one step")
+    artifact.write_manifest()
+    return artifact

@@ -22,6 +22,15 @@ from ..models import (
     input_specs,
     natural_key,
 )
+from ..restoring import (
+    RestoreOptions,
+    SavedVariables,
+    checkpoint_variables,
+    plan_restore,
+    reject_unknown,
+    restore_variables,
+    target_variables,
+)
 from .base import Artifact, BaseFormat, Restored, first_lines, restore_into_rebuilt, spec_meta
 
 
@@ -43,12 +52,34 @@ class TFCheckpointFormat(BaseFormat):
         return self.new_artifact(directory, Path(prefix).name, describe(model),
                                  prefix=Path(prefix).name, input_specs=spec_meta(inputs))
 
+    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
+
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                **options: Any) -> Restored:
+                into: Any = None, **options: Any) -> Restored:
+        """`tf.train.Checkpoint(model=...).read` into `into` or a fresh `build()`.
+
+        With by-name options (`var_map`, `only`, `strict=False`, `skip_mismatched`) the values
+        are matched by object path instead (``model/_operations/1/_kernel``, what
+        `saved_variables` lists), so a changed model can take what still fits.
+        """
         tf = import_tensorflow()
+        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
+        options.pop("safe_mode", None)
+        by_name = RestoreOptions(**options)
+        if by_name.by_name:
+            return restore_variables(
+                self.name, artifact, self.saved_variables(artifact), by_name,
+                how="tf.train.load_checkpoint by object path", target=into, build=build,
+                object_root="model")
 
         def fill(target: Any) -> RestoreReport:
             report = RestoreReport()
+            # TF's own error names one side of a shape mismatch; name both, by object path.
+            names = target_variables(target, object_root="model")
+            report.mismatched = plan_restore(names, self.saved_variables(artifact)).report \
+                .mismatched
+            if report.mismatched:
+                return report
             status = tf.train.Checkpoint(model=target).read(str(artifact.path))
             try:  # TF's own accounting: every variable of the target found in the file
                 status.assert_existing_objects_matched()
@@ -61,11 +92,17 @@ class TFCheckpointFormat(BaseFormat):
             return report
 
         return restore_into_rebuilt(self, artifact, build, fill,
-                                    how="tf.train.Checkpoint.read into the rebuilt model")
+                                    how="tf.train.Checkpoint.read into the rebuilt model",
+                                    target=into)
+
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        """The checkpoint's values by object path (what `var_map` keys and `only` refer to)."""
+        return checkpoint_variables(str(artifact.path))
 
 
 class SavedModelFormat(BaseFormat):
     name = "savedmodel"
+    c_api = True
     description = "SavedModel directory, run through its serving_default signature"
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
@@ -82,9 +119,31 @@ class SavedModelFormat(BaseFormat):
         return self.new_artifact(directory, "saved_model", info, signature="serving_default",
                                  input_specs=spec_meta(inputs))
 
+    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
+
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                **options: Any) -> Restored:
+                into: Any = None, **options: Any) -> Restored:
+        """Load the SavedModel and run its signature; or restore its variables by name.
+
+        By name when `into=` is given, or `build=` together with a by-name option
+        (`var_map`, `only`, `strict=False`, `skip_mismatched`): the values of
+        ``variables/variables`` go into the model's variables, named by the SavedModel's
+        variable names (a Keras model's variable paths, ``enc/kernel``; a tf.Module's attribute
+        paths; a TF1 graph's op names). `build=` alone keeps the whole-model load.
+        """
         tf = import_tensorflow()
+        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
+        options.pop("safe_mode", None)
+        by_name = RestoreOptions(**options)
+        if into is not None or (build is not None and by_name.by_name):
+            return restore_variables(
+                self.name, artifact, self.saved_variables(artifact), by_name,
+                how="tf.train.load_checkpoint(variables/variables) by variable name",
+                target=into, build=build, display="path")
+        if by_name.by_name:
+            raise TypeError(
+                f"[{self.name}] var_map/only/strict/skip_mismatched restore into a model: pass "
+                "into=<model> or build=<callable>")
         key = artifact.meta.get("signature", "serving_default")
         loaded = tf.saved_model.load(str(artifact.path))
         try:
@@ -104,6 +163,11 @@ class SavedModelFormat(BaseFormat):
             return as_output_list({k: v.numpy() for k, v in out.items()})
 
         return Restored(artifact, loaded, runner, how=f"tf.saved_model.load + {key!r} signature")
+
+    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+        """The SavedModel's variables by name (what `var_map` keys and `only` refer to)."""
+        return checkpoint_variables(str(artifact.path / "variables" / "variables"),
+                                    source=str(artifact.path), group_by_variable_name=True)
 
 
 def save_graph_savedmodel(model: GraphModel, path: Path) -> None:

@@ -1,0 +1,428 @@
+"""Save + restore + run per format: the raw TF/Keras recipe (floor) vs `Persist.check`.
+
+    python benchmarks/bench_formats.py [--sizes 1,67 --formats all --repeat 2]
+    python benchmarks/bench_formats.py --sizes 500          # the memory goal (about 6 min)
+
+For each model size (MB of float32 weights) a Keras Functional MLP is built (Input u ->
+4 x Dense u (relu) -> Dense 10, u chosen to hit the size: 1 MB -> u=250, 67 MB -> u=2048,
+500 MB -> u=5590), seeded; the inputs are 8 rows. Per format two paths are timed:
+
+* floor: the cheapest recipe you would write by hand with TF/Keras' public API: run the model,
+  save, restore (into a fresh ``build()`` model for the weights-only formats), run the restored
+  model, ``np.testing.assert_allclose`` against the original outputs:
+
+  - ckpt: eager ``tf.compat.v1.train.Saver(var_list={path: var}).save`` / ``.restore`` into
+    the rebuilt model (the plugin additionally restores through ``import_meta_graph``);
+  - tf_checkpoint: ``tf.train.Checkpoint(model=m).write`` / ``.read`` into the rebuilt model;
+  - h5, keras: ``model.save`` / ``keras.models.load_model(compile=False)``;
+  - weights_h5: ``model.save_weights`` / ``load_weights`` into the rebuilt model;
+  - savedmodel: ``model.export`` / ``tf.saved_model.load`` + ``serving_default`` call;
+  - pb: ``convert_variables_to_constants_v2`` + ``SerializeToString`` + write / read +
+    ``ParseFromString`` + ``import_graph_def`` + ``Session.run`` with the meta optimizer off
+    (the fastest public session config; Grappler on costs seconds at 67 MB).
+
+* plugin: ``Persist(fmt, tmp_path=..., options=CheckOptions()).check(model, x, build=build,
+  golden=False)``, i.e. what the ``persist`` fixture runs in a test.
+
+Each (size, format) runs in two fresh processes: one runs floor, plugin, floor, plugin, ...
+(``--repeat`` pairs), the other plugin, floor, ...; the seconds shown are the median of every
+run of a path (each path gets one cold first-in-process run and warm ones). Peak RSS is taken
+from the run that came first in its fresh process (VmHWM, reset through /proc/self/clear_refs
+right before it, minus the RSS at that moment: TensorFlow, the model and its inputs are in the
+baseline), so one path's peak never hides the other's. The plugin's time is split into phases
+(run original, save, build, perturb + account, restore, run restored) by wrapping its functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FORMATS = ("ckpt", "tf_checkpoint", "h5", "weights_h5", "keras", "savedmodel", "pb")
+VARIANTS = ("floor", "plugin")
+LAYERS = 4
+BATCH = 8
+TIME_GOAL = 1.10
+RSS_GOAL = 3.0
+PHASES = ("original", "save", "build", "verify", "restore", "run_restored")
+
+
+# ---- memory helpers (Linux /proc) -------------------------------------------------------------
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_reset() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+# ---- the model ------------------------------------------------------------------------------
+
+
+def units_for(mb: float) -> int:
+    """Width u so that LAYERS x (u*u + u) + (10u + 10) float32 weights are about `mb` MB."""
+    params = mb * 1e6 / 4
+    return max(8, round(math.sqrt(params / LAYERS)))
+
+
+def make_builder(units: int) -> Callable[[int], Any]:
+    from pytest_modelpersist._tf import import_keras
+
+    keras = import_keras()
+
+    def build(seed: int = 1) -> Any:
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((units,), name="x")
+        h = inp
+        for i in range(LAYERS):
+            h = keras.layers.Dense(units, activation="relu", name=f"d{i}")(h)
+        out = keras.layers.Dense(10, name="head")(h)
+        return keras.Model(inp, out)
+
+    return build
+
+
+# ---- the floor: raw TF/Keras per format -------------------------------------------------------
+
+
+def floor(fmt: str, model: Any, x: Any, build: Callable[[], Any], directory: Path) -> None:
+    """Save `model` in `fmt`, restore it, run it, compare with the original's outputs."""
+    import numpy as np
+
+    from pytest_modelpersist._tf import import_keras, import_tensorflow
+
+    tf = import_tensorflow()
+    keras = import_keras()
+    expected = model(x, training=False).numpy()
+
+    if fmt == "ckpt":
+        prefix = str(directory / "model")
+        # Keras 3 variables wrap a tf.Variable (`.value`), which is what a Saver takes
+        saver = tf.compat.v1.train.Saver(var_list={v.path: v.value for v in model.weights})
+        saver.save(None, prefix)
+        fresh = build()
+        restorer = tf.compat.v1.train.Saver(var_list={v.path: v.value for v in fresh.weights})
+        restorer.restore(None, prefix)
+        actual = fresh(x, training=False).numpy()
+    elif fmt == "tf_checkpoint":
+        prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
+        fresh = build()
+        tf.train.Checkpoint(model=fresh).read(prefix).assert_existing_objects_matched()
+        actual = fresh(x, training=False).numpy()
+    elif fmt in ("h5", "keras"):
+        path = str(directory / f"model.{fmt}")
+        model.save(path)
+        restored = keras.models.load_model(path, compile=False)
+        actual = restored(x, training=False).numpy()
+    elif fmt == "weights_h5":
+        path = str(directory / "model.weights.h5")
+        model.save_weights(path)
+        fresh = build()
+        fresh.load_weights(path)
+        actual = fresh(x, training=False).numpy()
+    elif fmt == "savedmodel":
+        path = str(directory / "saved_model")
+        spec = [tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x")]
+        model.export(path, format="tf_saved_model", verbose=False, input_signature=spec)
+        loaded = tf.saved_model.load(path)
+        out = loaded.signatures["serving_default"](x=tf.constant(x))
+        actual = next(iter(out.values())).numpy()
+    elif fmt == "pb":
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
+            tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x"))
+        frozen = convert_variables_to_constants_v2(fn)
+        path = directory / "model.pb"
+        path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+        in_name, out_name = frozen.inputs[0].name, frozen.outputs[0].name
+        del frozen, fn
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(path.read_bytes())
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+        del graph_def
+        config = tf.compat.v1.ConfigProto()
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        with tf.compat.v1.Session(graph=graph, config=config) as sess:
+            actual = sess.run(out_name, {in_name: x})
+    else:
+        raise SystemExit(f"unknown format {fmt!r}")
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+# ---- the plugin, with its phases timed --------------------------------------------------------
+
+
+class PhaseTimer:
+    """Adds the time of wrapped plugin functions to named phases (outermost call only)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._depth = 0
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def timed(self, inner: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:  # already inside a timed phase (perturb -> read values)
+                return inner(*args, **kwargs)
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                self.add(phase, time.perf_counter() - t0)
+
+        return call
+
+
+# Plugin internals timed as phases inside a restore, where they exist (the package is being
+# refactored; a missing one is simply not split out and stays in 'restore').
+INNER_PHASES = (
+    ("pytest_modelpersist.models", "call_build", "build"),
+    ("pytest_modelpersist.formats.base", "call_build", "build"),
+    ("pytest_modelpersist.restoring", "_perturb", "verify"),
+    ("pytest_modelpersist.restoring", "_values", "verify"),
+    ("pytest_modelpersist.models", "perturb", "verify"),
+    ("pytest_modelpersist.models", "unrestored", "verify"),
+    ("pytest_modelpersist.formats.base", "perturb", "verify"),
+    ("pytest_modelpersist.formats.base", "unrestored", "verify"),
+)
+
+
+def plugin_setup(fmt_name: str) -> tuple[Any, PhaseTimer]:
+    """The built-in format `fmt_name`, its save/restore and the plugin's helpers timed."""
+    import importlib
+
+    from pytest_modelpersist import api
+    from pytest_modelpersist.formats import BUILTIN_FORMATS
+
+    fmt = next(f() for f in BUILTIN_FORMATS if f.name == fmt_name)
+    timer = PhaseTimer()
+    for module_name, attr, phase in INNER_PHASES:
+        module = importlib.import_module(module_name)
+        if callable(getattr(module, attr, None)):
+            setattr(module, attr, timer.timed(getattr(module, attr), phase))
+    fmt.save = timer.timed(fmt.save, "save")  # type: ignore[method-assign]
+    restore = fmt.restore
+
+    def restore_minus_inner(*args: Any, **kwargs: Any) -> Any:
+        before = sum(timer.seconds.get(p, 0.0) for p in ("build", "verify"))
+        t0 = time.perf_counter()
+        try:
+            return restore(*args, **kwargs)
+        finally:
+            inner = sum(timer.seconds.get(p, 0.0) for p in ("build", "verify")) - before
+            timer.add("restore", time.perf_counter() - t0 - inner)
+
+    fmt.restore = restore_minus_inner  # type: ignore[method-assign]
+    api.run = timer.timed(api.run, "original")  # type: ignore[assignment]
+    return fmt, timer
+
+
+def plugin(fmt: Any, timer: PhaseTimer, model: Any, x: Any, build: Callable[[], Any],
+           directory: Path) -> dict[str, float]:
+    from pytest_modelpersist.api import CheckOptions, Persist
+    from pytest_modelpersist.formats.base import Restored
+
+    timer.seconds.clear()
+    orig_call = Restored.__call__
+    Restored.__call__ = timer.timed(orig_call, "run_restored")  # type: ignore[method-assign]
+    try:
+        persist = Persist(fmt, tmp_path=directory, options=CheckOptions(),
+                          nodeid=f"bench::test_{fmt.name}")
+        persist.check(model, x, build=build, golden=False)
+    finally:
+        Restored.__call__ = orig_call  # type: ignore[method-assign]
+    return dict(timer.seconds)
+
+
+# ---- worker: one (size, format) in a fresh process --------------------------------------------
+
+
+def worker(fmt_name: str, mb: float, order: list[str], workdir: Path,
+           profile: bool = False) -> dict[str, Any]:
+    import numpy as np
+
+    build_seeded = make_builder(units_for(mb))
+    model = build_seeded(0)
+    units = units_for(mb)
+    x = np.random.default_rng(2).uniform(-1, 1, (BATCH, units)).astype(np.float32)
+    model(x, training=False)  # the model exists and has run once: part of the baseline
+    model_bytes = int(sum(np.prod(v.shape) * 4 for v in model.weights))
+    fmt, timer = plugin_setup(fmt_name)
+    build = lambda: build_seeded(1)  # noqa: E731  (a fresh, differently initialized model)
+    runs: list[dict[str, Any]] = []
+    for i, variant in enumerate(order):
+        directory = workdir / f"{variant}{i}"
+        directory.mkdir(parents=True)
+        if i == 0:
+            peak_reset()
+            base = _status_mb("VmRSS")
+        t0 = time.perf_counter()
+        phases = None
+        if variant == "floor":
+            floor(fmt_name, model, x, build, directory)
+        elif profile and i == len(order) - 1:  # the last (warm) plugin run, profiled
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            phases = prof.runcall(plugin, fmt, timer, model, x, build, directory)
+            stats = pstats.Stats(prof, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("tottime").print_stats(15)
+        else:
+            phases = plugin(fmt, timer, model, x, build, directory)
+        elapsed = time.perf_counter() - t0
+        run: dict[str, Any] = {"variant": variant, "seconds": elapsed, "phases": phases}
+        if i == 0:
+            run["peak_mb"] = _status_mb("VmHWM") - base
+        shutil.rmtree(directory)
+        runs.append(run)
+    return {"model_bytes": model_bytes, "units": units, "runs": runs}
+
+
+# ---- driver ----------------------------------------------------------------------------------
+
+
+def _run_worker(fmt: str, mb: float, order: list[str], workdir: Path) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", fmt, "--mb", str(mb), "--order", ",".join(order),
+           "--workdir", str(workdir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-6000:])
+        raise SystemExit(f"worker {fmt} {mb} MB failed (exit {proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,67", help="model sizes in MB, comma separated")
+    parser.add_argument("--formats", default="all", help="comma list or 'all'")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="floor/plugin pairs per process (two processes: runs per path "
+                             "= 2 x repeat)")
+    parser.add_argument("--profile", metavar="FORMAT",
+                        help="instead of the table: cProfile one warm plugin run of FORMAT at "
+                             "the first size (stats on stderr)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--mb", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--order", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        result = worker(args.worker, args.mb, args.order.split(","), Path(args.workdir),
+                        profile=args.profile is not None)
+        print(json.dumps(result))
+        return 0
+
+    sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="bench_formats_") as tmp:
+            cmd = [sys.executable, __file__, "--worker", args.profile, "--mb", str(sizes[0]),
+                   "--order", "floor,plugin,plugin", "--workdir", tmp, "--profile", "1"]
+            return subprocess.run(cmd, env={**os.environ}).returncode
+    formats = list(FORMATS) if args.formats == "all" else [
+        f.strip() for f in args.formats.split(",") if f.strip()]
+    rows = []
+    for mb in sizes:
+        for fmt in formats:
+            samples: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            peaks: dict[str, float] = {}
+            phases: list[dict[str, float]] = []
+            info: dict[str, Any] = {}
+            for first in VARIANTS:
+                second = next(v for v in VARIANTS if v != first)
+                order = [first, second] * args.repeat
+                with tempfile.TemporaryDirectory(prefix="bench_formats_") as tmp:
+                    result = _run_worker(fmt, mb, order, Path(tmp))
+                info.update(model_bytes=result["model_bytes"], units=result["units"])
+                for run in result["runs"]:
+                    samples[run["variant"]].append(run["seconds"])
+                    if "peak_mb" in run:
+                        peaks[run["variant"]] = run["peak_mb"]
+                    if run["phases"]:
+                        phases.append(run["phases"])
+                print(f"{mb:g} MB {fmt:13s} {first}-first: "
+                      + " ".join(f"{r['variant'][0]}={r['seconds']:.2f}" for r in result["runs"])
+                      + f"  peak {first} +{peaks[first]:.0f} MiB", file=sys.stderr)
+            f_s, p_s = statistics.median(samples["floor"]), statistics.median(samples["plugin"])
+            phase_med = {p: statistics.median(ph.get(p, 0.0) for ph in phases) for p in PHASES}
+            rows.append((mb, fmt, info, f_s, p_s, peaks, phase_med, len(samples["plugin"])))
+
+    n = rows[0][7] if rows else 0
+    print(f"\nKeras Functional MLP, Input u -> {LAYERS} x Dense u (relu) -> Dense 10, batch "
+          f"{BATCH}; seconds are medians of {n} runs per path (2 fresh processes, interleaved); "
+          "peak RSS above the process baseline (TF + model + inputs), MiB\n")
+    header = (f"{'size':>7s} {'format':13s} {'floor s':>8s} {'plugin s':>9s} {'ratio':>7s} "
+              f"{'floor RSS':>10s} {'plugin RSS':>11s} {'plugin RSS/model':>17s}")
+    print(header)
+    print("-" * len(header))
+    misses_time, misses_rss = [], []
+    for mb, fmt, info, f_s, p_s, peaks, _, _ in rows:
+        model_mib = info["model_bytes"] / 2**20
+        ratio = p_s / f_s
+        rss_ratio = peaks["plugin"] / model_mib
+        print(f"{info['model_bytes'] / 1e6:6.1f}M {fmt:13s} {f_s:8.3f} {p_s:9.3f} {ratio:6.2f}x "
+              f"{peaks['floor']:10.0f} {peaks['plugin']:11.0f} {rss_ratio:16.2f}x")
+        if ratio > TIME_GOAL:
+            misses_time.append(f"{mb:g} MB {fmt} ({ratio:.2f}x)")
+        if mb >= 500 and rss_ratio > RSS_GOAL:
+            misses_rss.append(f"{fmt} ({rss_ratio:.2f}x)")
+
+    print("\nplugin phases, median seconds: original = run the model; build = build() of the "
+          "fresh model; verify = perturb its variables before the restore and read them back "
+          "after (a restore that loads nothing fails); restore = the rest of the restore\n")
+    header = f"{'size':>7s} {'format':13s} " + " ".join(f"{p:>12s}" for p in PHASES)
+    print(header)
+    print("-" * len(header))
+    for mb, fmt, info, _, _, _, ph, _ in rows:
+        print(f"{info['model_bytes'] / 1e6:6.1f}M {fmt:13s} "
+              + " ".join(f"{ph[p]:12.3f}" for p in PHASES))
+
+    print(f"\ntime goal (plugin <= {TIME_GOAL:.2f}x floor): "
+          + ("met by every format" if not misses_time else "MISSED by " + ", ".join(misses_time)))
+    if any(mb >= 500 for mb in sizes):
+        print(f"memory goal (500 MB model: plugin peak RSS <= {RSS_GOAL:.0f}x model bytes): "
+              + ("met by every format" if not misses_rss else "MISSED by " + ", ".join(misses_rss)))
+    else:
+        print("memory goal: run with --sizes 500 to check it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Restore a saved artifact and run it in a fresh interpreter: ``python subprocess_runner.py req``.
+
+Started with ``python -I`` from a scratch directory by `loaders.run_in_subprocess`, so the test's
+own code (its conftest, its model package on the pytest `pythonpath`) is not importable here:
+a custom layer that only loaded because its class happened to be imported fails here, as it
+would in a serving process. Request (JSON): artifact_dir, format_class ("module:qualname"),
+inputs_npz, outputs_npz, options, sys_path, imports. Exit 0 with the outputs written, or 3 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import traceback
+
+
+def main(request_path: str) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with open(request_path) as fh:
+        request = json.load(fh)
+    import numpy as np
+
+    from pytest_modelpersist._tf import import_tensorflow
+    from pytest_modelpersist.formats.base import Artifact
+
+    import_tensorflow()
+    # What the serving side has on purpose (ini persist_subprocess_path/_imports), e.g. the
+    # package that registers custom layers; never the test's own modules.
+    sys.path[:0] = request.get("sys_path", [])
+    for module in request.get("imports", []):
+        importlib.import_module(module)
+    module_name, _, qualname = request["format_class"].partition(":")
+    fmt_class = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        fmt_class = getattr(fmt_class, part)
+    fmt = fmt_class()
+    artifact = Artifact.from_directory(request["artifact_dir"])
+    with np.load(request["inputs_npz"], allow_pickle=False) as npz:
+        inputs = [npz[f"input_{i}"] for i in range(len(npz.files))]
+    try:
+        restored = fmt.restore(artifact, **request.get("options", {}))
+        outputs = restored(inputs)
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        print(f"{type(exc).__name__}: {' / '.join(lines[:8])}", file=sys.stderr)
+        if os.environ.get("MODELPERSIST_DEBUG"):
+            traceback.print_exc()
+        return 3
+    np.savez(request["outputs_npz"], **{f"output_{i}": o for i, o in enumerate(outputs)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
