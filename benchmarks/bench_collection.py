@@ -9,6 +9,10 @@ Generates ``--tests`` plain test functions (no ``persist`` fixture, no marker) s
 each. Shown: the median wall time and the median CPU time (user + sys of the child, less
 sensitive to a noisy machine than wall time), and their ratio plugin/floor.
 
+A third, diagnostic variant (``floor+numpy``) is the floor plus a one-line plugin that imports
+numpy: the plugin's package imports numpy at start-up, and this row shows how much of its
+overhead that import is.
+
 One more run of each variant loads a tiny probe plugin (``-p bench_collection_probe``) that
 records, at the end of the session, whether ``tensorflow`` (or ``keras``) was imported and
 whether the modelpersist plugin was active; TensorFlow must be imported in neither.
@@ -31,7 +35,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 GOAL = 0.05  # plugin at most 5 % slower
-VARIANTS = ("floor", "plugin")
+VARIANTS = ("floor", "plugin", "floor+numpy")
+LABELS = {
+    "floor": "floor: -p no:modelpersist",
+    "plugin": "plugin enabled (entry point)",
+    "floor+numpy": "diagnostic: floor + import numpy",
+}
 DISABLE = ["-p", "no:modelpersist"]
 
 PROBE = textwrap.dedent(
@@ -76,19 +85,22 @@ def make_project(root: Path, tests: int, modules: int) -> None:
         made += n
         (root / f"test_module_{m:03d}.py").write_text("\n".join(lines))
     (root / "bench_collection_probe.py").write_text(PROBE)
+    (root / "bench_collection_numpy.py").write_text("import numpy  # noqa: F401\n")
     # the rootdir: keeps any enclosing project's config (and its ini options) out
     (root / "pytest.ini").write_text("[pytest]\n")
 
 
 def run_collect(root: Path, variant: str, *, probe: Path | None = None) -> dict[str, float]:
     cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    if variant == "floor":
-        cmd += DISABLE
     env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    if variant != "plugin":
+        cmd += DISABLE
+    if variant == "floor+numpy":
+        cmd += ["-p", "bench_collection_numpy"]
     if probe is not None:
         cmd += ["-p", "bench_collection_probe"]
         env["BENCH_COLLECTION_PROBE"] = str(probe)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
@@ -117,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         for variant in VARIANTS:  # warm-up (page cache, .pyc files), untimed
             run_collect(root, variant)
         for r in range(args.repeat):
-            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
+            order = VARIANTS[r % 3:] + VARIANTS[:r % 3]  # rotate who goes first
             for variant in order:
                 result = run_collect(root, variant)
                 runs[variant].append(result)
-                print(f"run {r + 1}/{args.repeat} {variant:6s} wall {result['wall']:.3f} s "
+                print(f"run {r + 1}/{args.repeat} {variant:11s} wall {result['wall']:.3f} s "
                       f"cpu {result['cpu']:.3f} s  ({result['summary']})", file=sys.stderr)
         for variant in VARIANTS:
             out = root / f"probe_{variant}.json"
@@ -138,15 +150,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{'keras imported':>15s}")
     print(header)
     print("-" * len(header))
-    labels = {"floor": "floor: -p no:modelpersist", "plugin": "plugin enabled (entry point)"}
     for variant in VARIANTS:
         p = probes[variant]
         active = "" if (variant == "plugin") == p["plugin_active"] else " (plugin state?)"
-        print(f"{labels[variant] + active:42s} {med(variant, 'wall'):8.3f} "
+        print(f"{LABELS[variant] + active:42s} {med(variant, 'wall'):8.3f} "
               f"{med(variant, 'cpu'):8.3f} {str(p['tensorflow']):>20s} {str(p['keras']):>15s}")
     wall_ratio = med("plugin", "wall") / med("floor", "wall")
     cpu_ratio = med("plugin", "cpu") / med("floor", "cpu")
     print(f"{'ratio plugin/floor':42s} {wall_ratio:7.3f}x {cpu_ratio:7.3f}x")
+    np_wall = med("floor+numpy", "wall") - med("floor", "wall")
+    np_cpu = med("floor+numpy", "cpu") - med("floor", "cpu")
+    print(f"{'plugin - floor (s)':42s} {med('plugin', 'wall') - med('floor', 'wall'):8.3f} "
+          f"{med('plugin', 'cpu') - med('floor', 'cpu'):8.3f}")
+    print(f"{'of which importing numpy (s, diagnostic)':42s} {np_wall:8.3f} {np_cpu:8.3f}")
     print()
     ok = wall_ratio <= 1 + GOAL
     print(f"collection with the plugin is {100 * (wall_ratio - 1):+.1f} % wall, "

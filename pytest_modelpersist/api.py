@@ -148,6 +148,7 @@ class Persist:
         if not isinstance(artifact, Artifact):
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
+            self._check_manifest(artifact)
         options.setdefault("safe_mode", self._options.safe_mode)
         if not self._accepts_safe_mode():
             options.pop("safe_mode")
@@ -373,6 +374,25 @@ class Persist:
         target.events.append((event, str(sidecar)))
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _check_manifest(self, artifact: Artifact) -> None:
+        """A directory's manifest must name this format and a path inside the directory.
+
+        Keras loads a .keras archive whatever format asked for it, so an `h5` test restoring
+        a `keras` artifact would pass without testing h5; a crafted manifest could point the
+        loader at any file on the machine.
+        """
+        __tracebackhide__ = True
+        where = f"{artifact.directory / 'modelpersist.json'}"
+        if artifact.format != self.format:
+            pytest.fail(f"[{self.format}] {artifact.directory} holds an artifact of format "
+                        f"{artifact.format!r} (per its manifest {where}), not {self.format!r}: "
+                        f"restore it with the {artifact.format!r} format", pytrace=False)
+        directory = artifact.directory.resolve()
+        if directory not in artifact.path.resolve().parents and (
+                artifact.path.resolve() != directory):
+            pytest.fail(f"[{self.format}] the manifest {where} names {artifact.path}, outside "
+                        "the artifact's directory: refused", pytrace=False)
 
     def _accepts_safe_mode(self) -> bool:
         import inspect

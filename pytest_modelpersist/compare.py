@@ -3,15 +3,20 @@
 Closeness is numpy's: ``|actual - expected| <= atol + rtol * |expected|``. NaN matches NaN only
 at the same place; an infinity matches only the same infinity. A shape or dtype difference is a
 failure of its own, whatever the values.
+
+numpy is imported inside the functions: the plugin imports this module (its Tolerance) when
+pytest starts, and collecting tests that never compare anything must not pay for numpy
+(benchmarks/bench_collection.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,14 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 
 
 def dtype_name(dtype: Any) -> str:
+    import numpy as np
+
     return np.dtype(dtype).name
 
 
 def is_float_like(dtype: Any) -> bool:
+    import numpy as np
+
     name = dtype_name(dtype)
     return np.issubdtype(np.dtype(dtype), np.inexact) or name in DEFAULT_TOLERANCES
 
@@ -99,12 +108,16 @@ class ArrayComparison:
 
 def _widen(a: np.ndarray) -> np.ndarray:
     """Half-precision and custom float types (bfloat16) compared in float32."""
+    import numpy as np
+
     if a.dtype.kind in "biuc" or a.dtype in (np.float32, np.float64):
         return a
     return a.astype(np.float32)
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    import numpy as np
+
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
@@ -121,6 +134,8 @@ def _mismatches(exp: np.ndarray, act: np.ndarray, tolerance: Tolerance,
     A block whose elements are all bit-equal is skipped (NaN at the same places included, as
     isclose(equal_nan=True) would); the others are compared with numpy's isclose, or exactly.
     """
+    import numpy as np
+
     e_flat, a_flat = exp.reshape(-1), act.reshape(-1)  # views unless non-contiguous
     exact = tolerance.exact or not float_like
     found: list[np.ndarray] = []
@@ -148,6 +163,8 @@ def compare_array(
     expected: Any, actual: Any, tolerance: Tolerance, *, name: str = "output", show: int = 5
 ) -> ArrayComparison:
     """Compare one array; the result carries the statistics a mismatch report needs."""
+    import numpy as np
+
     exp, act = np.asarray(expected), np.asarray(actual)
     result = ArrayComparison(name, tuple(exp.shape), tuple(act.shape), dtype_name(exp.dtype),
                              dtype_name(act.dtype), tolerance, total=int(exp.size))
@@ -210,6 +227,8 @@ def compare_outputs(
     names: Sequence[str] | None = None,
 ) -> list[ArrayComparison]:
     """Compare two lists of outputs; a different number of outputs is reported as a problem."""
+    import numpy as np
+
     results = []
     names = list(names or [f"output_{i}" for i in range(max(len(expected), len(actual)))])
     for i, name in enumerate(names):

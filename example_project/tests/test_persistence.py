@@ -11,6 +11,9 @@ import pytest
 
 from churnlab.models import build_baseline, build_churnnet, build_classifier, build_scorer
 
+# Round trips in the test process; test_deployment.py runs the serving-side loaders.
+pytestmark = pytest.mark.persist(loaders=["inprocess"])
+
 
 def test_classifier_roundtrip(persist, classifier, batch):
     """Functional model with the custom Standardize layer."""

@@ -120,18 +120,15 @@ class CkptFormat(BaseFormat):
         finally:
             if owned:
                 graph_model.session.close()
-        steps = sorted(checkpoint_steps(directory))
+        steps = checkpoint_steps(directory)
         if global_step is not None:
             # Saver(max_to_keep=None) lists only its own save; list every step of the run.
-            tf.compat.v1.train.update_checkpoint_state(
-                str(directory), Path(prefix).name,
-                all_model_checkpoint_paths=[f"{PREFIX}-{n}" for n in steps],
-                save_relative_paths=True,
-            )
+            write_checkpoint_state(directory, Path(prefix).name,
+                                   [Path(p).name for _, p in sorted(steps.items())])
         return self.new_artifact(
             directory, PREFIX, info, prefix=Path(prefix).name,
             inputs=graph_model.input_names, outputs=graph_model.output_names,
-            variables=list(var_list), input_specs=spec_meta(inputs), steps=steps,
+            variables=list(var_list), input_specs=spec_meta(inputs), steps=sorted(steps),
         )
 
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
@@ -231,6 +228,21 @@ def checkpoint_steps(directory: Path) -> dict[int, str]:
         if m:
             found[int(m.group(1))] = prefix
     return found
+
+
+def write_checkpoint_state(directory: Path, latest: str, all_paths: Sequence[str]) -> Path:
+    """Write the `checkpoint` state file (relative paths), atomically; returns its path."""
+    import os
+
+    from google.protobuf import text_format
+    from tensorflow.python.checkpoint.checkpoint_management import CheckpointState
+
+    state = CheckpointState(model_checkpoint_path=latest, all_model_checkpoint_paths=all_paths)
+    path = Path(directory) / "checkpoint"
+    tmp = path.with_name(".checkpoint.tmp")
+    tmp.write_text(text_format.MessageToString(state))
+    os.replace(tmp, path)
+    return path
 
 
 def _available(directory: Path) -> list[str]:

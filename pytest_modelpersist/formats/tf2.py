@@ -74,17 +74,21 @@ class TFCheckpointFormat(BaseFormat):
 
         def fill(target: Any) -> RestoreReport:
             report = RestoreReport()
-            # TF's own error names one side of a shape mismatch; name both, by object path.
-            names = target_variables(target, object_root="model")
-            report.mismatched = plan_restore(names, self.saved_variables(artifact)).report \
-                .mismatched
-            if report.mismatched:
+            # The same matching by object path names what TF's own messages do not: both
+            # sides of a shape mismatch, each missing variable by name.
+            plan = plan_restore(target_variables(target, object_root="model"),
+                                self.saved_variables(artifact)).report
+            if plan.mismatched:
+                report.mismatched, report.notes = plan.mismatched, plan.notes
                 return report
             status = tf.train.Checkpoint(model=target).read(str(artifact.path))
             try:  # TF's own accounting: every variable of the target found in the file
                 status.assert_existing_objects_matched()
             except AssertionError as exc:
-                report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
+                if plan.missing:
+                    report.missing, report.notes = plan.missing, plan.notes
+                else:
+                    report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
             try:  # values the target did not take (an optimizer's slots, say): reported only
                 status.assert_consumed()
             except AssertionError as exc:

@@ -1,0 +1,124 @@
+"""Child process of test_fuzz.py: restore and run mutated frozen graphs through the `pb` format.
+
+Run as ``python fuzz_pb_child.py WORKDIR N``. Saves a real Keras model as a frozen graph, then
+hypothesis mutates its bytes N times (bit flips, byte sets, inserted and deleted runs, cuts, and
+edits of the parsed GraphDef: dtypes, shapes, tensor contents, op types, inputs) and each
+mutant goes through ``Persist.restore`` + a run, the way a test meets a damaged `.pb`. Allowed
+outcomes: outputs, or ``pytest.fail`` naming ``[pb]`` and the file. Anything else (another
+exception) fails the hypothesis run; a crash or hang is seen by the parent. Each example is
+written to WORKDIR/last-example.bin before it is tried, so a crash leaves its input behind.
+Prints one JSON line of counts at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402  (numpy before TensorFlow's libraries, see FACTS.md)
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import model_zoo  # noqa: E402
+from pytest_modelpersist.api import CheckOptions, Persist  # noqa: E402
+from pytest_modelpersist.formats.frozen import FrozenGraphFormat  # noqa: E402
+
+
+def main(workdir: Path, examples: int) -> int:
+    tf = model_zoo.import_tensorflow()
+    from tensorflow.core.framework.graph_pb2 import GraphDef
+
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    persist = Persist(FrozenGraphFormat(), tmp_path=workdir, options=CheckOptions())
+    artifact = persist.save(model_zoo.randomize(model_zoo.functional()), inputs=x)
+    good = artifact.path.read_bytes()
+    good_def = GraphDef()
+    good_def.ParseFromString(good)
+    ops = sorted({n.op for n in good_def.node}) + ["VarHandleOp", "Fill", "Reshape", "NoSuchOp"]
+    seen: Counter[str] = Counter()
+    del tf
+
+    @st.composite
+    def byte_mutant(draw: st.DrawFn) -> bytes:
+        b = bytearray(good)
+        for _ in range(draw(st.integers(1, 8))):
+            op = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
+            i = draw(st.integers(0, max(len(b) - 1, 0)))
+            if op == "flip" and b:
+                b[i] ^= 1 << draw(st.integers(0, 7))
+            elif op == "set" and b:
+                b[i] = draw(st.integers(0, 255))
+            elif op == "insert":
+                b[i:i] = draw(st.binary(min_size=1, max_size=8))
+            elif op == "delete":
+                del b[i:i + draw(st.integers(1, 8))]
+            elif op == "truncate":
+                del b[i:]
+        return bytes(b)
+
+    @st.composite
+    def proto_mutant(draw: st.DrawFn) -> bytes:
+        g = GraphDef()
+        g.CopyFrom(good_def)
+        for _ in range(draw(st.integers(1, 3))):
+            node = g.node[draw(st.integers(0, len(g.node) - 1))]
+            what = draw(st.sampled_from(["dtype", "dim", "content", "op", "input", "T"]))
+            value = node.attr["value"].tensor if "value" in node.attr else None
+            if what == "dtype" and "dtype" in node.attr:
+                node.attr["dtype"].type = draw(st.sampled_from([0, 1, 3, 7, 9, 20, 21, 23, 999]))
+            elif what == "dim" and value is not None and value.tensor_shape.dim:
+                dims = value.tensor_shape.dim
+                dims[draw(st.integers(0, len(dims) - 1))].size = draw(
+                    st.sampled_from([-5, -1, 0, 1, 3, 2**31, 2**40, 2**62]))
+            elif what == "content" and value is not None:
+                value.tensor_content = value.tensor_content[
+                    : draw(st.integers(0, len(value.tensor_content)))]
+            elif what == "op":
+                node.op = draw(st.sampled_from(ops))
+            elif what == "input" and node.input:
+                node.input[draw(st.integers(0, len(node.input) - 1))] = (
+                    g.node[draw(st.integers(0, len(g.node) - 1))].name
+                    + draw(st.sampled_from(["", ":1", ":7", ":-1"])))
+            elif what == "T" and "T" in node.attr:
+                node.attr["T"].type = draw(st.sampled_from([0, 1, 3, 7, 20, 21, 999]))
+        return g.SerializeToString()
+
+    @settings(max_examples=examples, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(data=byte_mutant() | proto_mutant())
+    def restore_and_run(data: bytes) -> None:
+        (workdir / "last-example.bin").write_bytes(data)
+        artifact.path.write_bytes(data)
+        try:
+            restored = persist.restore(artifact)
+            outputs = restored(x)
+        except pytest.fail.Exception as exc:
+            message = str(exc)
+            assert message.startswith("[pb] ") and str(artifact.path) in message, message
+            assert " failed: " in message, message
+            seen["refused" if "restore " in message else "failed when run"] += 1
+            return
+        assert all(isinstance(o, np.ndarray) for o in outputs)
+        seen["ran"] += 1
+
+    try:
+        restore_and_run()
+    except Exception as exc:  # a property violation: report it, the parent fails
+        print(f"property violated: {type(exc).__name__}: {exc}", file=sys.stderr)
+        seen["other"] += 1
+    finally:
+        shutil.copyfile(workdir / "last-example.bin", workdir / "last-example.bin.done")
+    print(json.dumps({"examples": sum(seen.values()), **{k: seen.get(k, 0) for k in (
+        "refused", "failed when run", "ran", "other")}}))
+    return 0 if not seen["other"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2])))
