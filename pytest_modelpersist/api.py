@@ -78,9 +78,10 @@ class Persist:
 
     def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
                  nodeid: str = "", golden: GoldenTarget | None = None,
-                 loader: str = "inprocess") -> None:
+                 loader: str = "inprocess", cache: Any = None) -> None:
         self._fmt = fmt
         self._loader = loader
+        self._cache = cache if cache is not None and cache.enabled else None
         self._tmp_path = tmp_path
         self._options = options
         self._nodeid = nodeid
@@ -115,7 +116,12 @@ class Persist:
         return reason
 
     def save(self, model: Any, *, inputs: Inputs = None) -> Artifact:
-        """Save `model` in the current format under the test's tmp dir; returns the artifact.
+        """Save `model` in the current format; returns the artifact.
+
+        Within a session the same model (architecture and weights) is saved once per format
+        and the artifact reused (``--persist-no-cache`` turns this off); do not edit the files
+        of a returned artifact in place (a copy is yours to damage; an edited artifact is
+        detected and saved again).
 
         `inputs` (example inputs) fix the input signature for formats that trace the model
         (savedmodel, pb, ckpt of a Keras model). The test is skipped, with the reason, when the
@@ -126,12 +132,25 @@ class Persist:
         reason = self.applies_to(model)
         if reason:
             pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
-        self._saves += 1
-        directory = self._tmp_path / "persist" / self.format / str(self._saves)
-        directory.mkdir(parents=True, exist_ok=True)
+        key = None
+        if self._cache is not None:
+            from .cache import fingerprint
+
+            with self._step("fingerprint the model for the artifact cache", None, info):
+                key = fingerprint(model, inputs)
+            cached = self._cache.lookup(self.format, key)
+            if cached is not None:
+                return cached
+            directory = self._cache.directory(self.format, key)
+        else:
+            self._saves += 1
+            directory = self._tmp_path / "persist" / self.format / str(self._saves)
+            directory.mkdir(parents=True, exist_ok=True)
         with self._step("save", directory, info):
             artifact = self._fmt.save(model, directory, inputs=inputs)
             artifact.write_manifest()
+        if key is not None:
+            self._cache.store(self.format, key, artifact)
         return artifact
 
     def restore(self, artifact: Artifact | str | Path, *, build: Callable[[], Any] | None = None,

@@ -107,12 +107,16 @@ class ArrayComparison:
 
 
 def _widen(a: np.ndarray) -> np.ndarray:
-    """Half-precision and custom float types (bfloat16) compared in float32."""
+    """Half-precision and custom float types (bfloat16) compared in float32; others as is.
+
+    Only floats narrower than float32 are widened: float128 keeps its precision, and strings,
+    bytes or objects (a tf.string output) cannot be converted to floats at all.
+    """
     import numpy as np
 
-    if a.dtype.kind in "biuc" or a.dtype in (np.float32, np.float64):
-        return a
-    return a.astype(np.float32)
+    if a.dtype.kind in "fV" and a.dtype.itemsize < 4 and is_float_like(a.dtype):
+        return a.astype(np.float32)
+    return a
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -202,6 +206,10 @@ def compare_array(
             result.worst = (_index(flat, shape), e_all[flat], a_all[flat])
         else:
             result.max_abs = result.max_rel = float("inf")
+    elif exp.dtype.kind not in "biu":  # strings, bytes, objects, dates: no arithmetic
+        result.max_abs = result.max_rel = float("nan")
+        flat = int(bad[0])
+        result.worst = (_index(flat, shape), e_all[flat], a_all[flat])
     else:
         e_bad = e_bad.astype(np.float64)
         a_bad = a_bad.astype(np.float64)

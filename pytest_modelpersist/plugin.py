@@ -39,6 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="time limit of one subprocess/capi load and run (default 300)",
     )
     group.addoption(
+        "--persist-no-cache", dest="persist_no_cache", action="store_true",
+        help="save the model anew in every test instead of reusing the session's artifacts",
+    )
+    group.addoption(
         "--update-golden", dest="update_golden", action="store_true",
         help="record missing goldens and rewrite goldens whose outputs changed",
     )

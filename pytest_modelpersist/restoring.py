@@ -73,6 +73,11 @@ def _listing(names: Sequence[str], n: int = 6) -> str:
     return shown or "(none)"
 
 
+def _suggest(name: str, pool: Iterable[str], fallback: Iterable[str]) -> str:
+    """The names closest to `name` in `pool`, or the first of `fallback` when none is close."""
+    return _listing(_closest(name, pool) or sorted(fallback))
+
+
 def _prefixes(names: Iterable[str]) -> set[str]:
     out: set[str] = set()
     for name in names:
@@ -415,11 +420,12 @@ def plan_restore(target: TargetVariables, saved: SavedVariables,
 
     for prefix, hits in prefix_hits.items():
         if hits and not any(target.resolve(w) is not None for _, w in hits):
-            wanted = [w for _, w in hits]
+            targets = [w for _, w in hits]
             raise RestoreMapError(
-                f"var_map {prefix!r} -> {prefixes[prefix]!r} maps {_listing([n for n, _ in hits], 3)}"
-                f" to {_listing(wanted, 3)}, none of which is a variable of the target; closest "
-                f"target names: {_listing(_closest(wanted[0], target.all_names()) or list(target.named))}")
+                f"var_map {prefix!r} -> {prefixes[prefix]!r} maps "
+                f"{_listing([n for n, _ in hits], 3)} to {_listing(targets, 3)}, none of which is "
+                f"a variable of the target; closest target names: "
+                f"{_suggest(targets[0], target.all_names(), target.named)}")
 
     selected = _select(target, saved, lookup, chosen, options.only)
     report = RestoreReport(strict=options.strict)
@@ -475,7 +481,7 @@ def _check_var_map(target: TargetVariables, saved: SavedVariables, lookup: dict[
             if key not in saved_prefixes:
                 raise RestoreMapError(
                     f"var_map prefix {key!r} matches no name in {saved.source}; closest saved "
-                    f"prefixes: {_listing(_closest(key, saved_prefixes) or sorted(saved_prefixes))}")
+                    f"prefixes: {_suggest(key, saved_prefixes, saved_prefixes)}")
             if not isinstance(value, str) or (value and not value.endswith("/")):
                 raise RestoreMapError(
                     f"var_map prefix {key!r} must map to a prefix ending in '/' (or ''), "
@@ -485,13 +491,13 @@ def _check_var_map(target: TargetVariables, saved: SavedVariables, lookup: dict[
         if key not in lookup:
             raise RestoreMapError(
                 f"var_map key {key!r} is not a variable in {saved.source}; closest saved names: "
-                f"{_listing(_closest(key, lookup) or list(saved.entries))}")
+                f"{_suggest(key, lookup, saved.entries)}")
         if isinstance(value, str):
             goal = target.resolve(value)
             if goal is None:
                 raise RestoreMapError(
                     f"var_map[{key!r}] = {value!r} is not a variable of the target; closest "
-                    f"target names: {_listing(_closest(value, target.all_names()) or list(target.named))}")
+                    f"target names: {_suggest(value, target.all_names(), target.named)}")
         else:
             goal = target.name_of(value)
             if goal is None:
@@ -531,12 +537,12 @@ def _select(target: TargetVariables, saved: SavedVariables, lookup: dict[str, st
                 raise RestoreMapError(
                     f"only= entry {entry!r} selects {_listing(in_file, 3)} in {saved.source}, "
                     "which no variable of the target takes; map it with var_map= (closest "
-                    f"target names: {_listing(_closest(in_file[0], target.all_names()) or list(target.named))})")
+                    f"target names: {_suggest(in_file[0], target.all_names(), target.named)})")
             pool = [*target.all_names(), *lookup, *_prefixes(target.all_names()),
                     *_prefixes(lookup)]
             raise RestoreMapError(
                 f"only= entry {entry!r} names no variable of the target and nothing in "
-                f"{saved.source}; closest names: {_listing(_closest(entry, pool) or list(target.named))}")
+                f"{saved.source}; closest names: {_suggest(entry, pool, target.named)}")
         selected |= found
     return selected
 

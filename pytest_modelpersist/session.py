@@ -75,6 +75,8 @@ class PersistSession:
         self.golden_root = (Path(config.rootpath, golden_dir) if golden_dir else None)
         self.update_golden = bool(config.getoption("update_golden"))
         self.loaders: list[str] = []
+        self._cache: Any = None
+        self.cache_counts: dict[str, dict[str, int]] = {"saves": {}, "hits": {}}
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -251,7 +253,18 @@ class PersistSession:
             (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
         return Persist(self.registry.get(param.format),
                        tmp_path=request.getfixturevalue("tmp_path"), options=options,
-                       nodeid=request.node.nodeid, golden=golden, loader=param.loader)
+                       nodeid=request.node.nodeid, golden=golden, loader=param.loader,
+                       cache=self.artifact_cache(request))
+
+    def artifact_cache(self, request: pytest.FixtureRequest) -> Any:
+        """The session's artifact cache (created on first use, under pytest's tmp dir)."""
+        if self._cache is None:
+            from .cache import ArtifactCache
+
+            root = request.getfixturevalue("tmp_path_factory").mktemp("persist-cache")
+            self._cache = ArtifactCache(root, enabled=not self.config.getoption(
+                "persist_no_cache"))
+        return self._cache
 
     def tolerance_table(self) -> dict[str, Tolerance]:
         """`persist_tolerances` ini lines: ``float32 = 1e-4, 1e-5`` (dtype = rtol, atol)."""
@@ -314,8 +327,11 @@ class PersistSession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
+        if self._cache is not None:
+            self._merge_cache_counts(self._cache.summary())
         if workeroutput is not None:  # an xdist worker: the controller reports
             workeroutput["modelpersist_unused"] = list(self.unused)
+            workeroutput["modelpersist_cache"] = self.cache_counts
             return
         if self.config.getoption("remove_unused_goldens"):
             self.remove_unused()
@@ -324,6 +340,12 @@ class PersistSession:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         unused = getattr(node, "workeroutput", {}).get("modelpersist_unused", [])
         self.unused = sorted(set(self.unused) | set(unused))
+        self._merge_cache_counts(getattr(node, "workeroutput", {}).get("modelpersist_cache", {}))
+
+    def _merge_cache_counts(self, counts: dict[str, dict[str, int]]) -> None:
+        for kind in ("saves", "hits"):
+            for fmt, n in counts.get(kind, {}).items():
+                self.cache_counts[kind][fmt] = self.cache_counts[kind].get(fmt, 0) + n
 
     def remove_unused(self) -> None:
         import json
@@ -357,6 +379,12 @@ class PersistSession:
         if order:
             for line in outcome_table({f: self.outcomes[f] for f in order}):
                 terminalreporter.write_line(line)
+        saves, hits = self.cache_counts["saves"], self.cache_counts["hits"]
+        if saves:
+            terminalreporter.write_line(
+                f"artifacts: {sum(saves.values())} saved, {sum(hits.values())} reused from the "
+                "session cache (" + ", ".join(f"{f} {saves[f]}+{hits.get(f, 0)}"
+                                              for f in sorted(saves)) + ")")
         recorded = sorted(self.golden_events.get("recorded", ()))
         updated = sorted(self.golden_events.get("updated", ()))
         unused = sorted(set(self.unused))

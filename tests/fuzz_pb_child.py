@@ -2,9 +2,11 @@
 
 Run as ``python fuzz_pb_child.py WORKDIR N``. Saves a real Keras model as a frozen graph, then
 hypothesis mutates its bytes N times (bit flips, byte sets, inserted and deleted runs, cuts, and
-edits of the parsed GraphDef: dtypes, shapes, tensor contents, op types, inputs) and each
-mutant goes through ``Persist.restore`` + a run, the way a test meets a damaged `.pb`. Allowed
-outcomes: outputs, or ``pytest.fail`` naming ``[pb]`` and the file. Anything else (another
+edits of the parsed GraphDef: dtypes, shapes, tensor contents, weight bits, op types, inputs) and each
+mutant goes through ``Persist.check`` (saved as those bytes, restored, run, compared with the
+original model), the way a test meets a damaged `.pb`. Allowed outcomes: ``pytest.fail`` naming
+``[pb]``, the file and a cause (restore failed, run failed, outputs differ), or a pass when the
+mutant computes exactly the original outputs (an edit of an unused attribute, say). Anything else (another
 exception) fails the hypothesis run; a crash or hang is seen by the parent. Each example is
 written to WORKDIR/last-example.bin before it is tried, so a crash leaves its input behind.
 Prints one JSON line of counts at the end.
@@ -28,7 +30,19 @@ from hypothesis import strategies as st  # noqa: E402
 
 import model_zoo  # noqa: E402
 from pytest_modelpersist.api import CheckOptions, Persist  # noqa: E402
+from pytest_modelpersist.formats.base import Artifact  # noqa: E402
 from pytest_modelpersist.formats.frozen import FrozenGraphFormat  # noqa: E402
+
+
+class MutantGraph(FrozenGraphFormat):
+    """The `pb` format whose save writes the bytes under test instead of freezing the model."""
+
+    data = b""
+    meta: dict = {}
+
+    def save(self, model: object, directory: Path, *, inputs: object) -> Artifact:
+        (directory / "model.pb").write_bytes(self.data)
+        return Artifact(self.name, directory / "model.pb", directory, "keras", dict(self.meta))
 
 
 def main(workdir: Path, examples: int) -> int:
@@ -36,9 +50,13 @@ def main(workdir: Path, examples: int) -> int:
     from tensorflow.core.framework.graph_pb2 import GraphDef
 
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    persist = Persist(FrozenGraphFormat(), tmp_path=workdir, options=CheckOptions())
-    artifact = persist.save(model_zoo.randomize(model_zoo.functional()), inputs=x)
+    model = model_zoo.randomize(model_zoo.functional())
+    fmt = MutantGraph()
+    persist = Persist(fmt, tmp_path=workdir, options=CheckOptions())
+    artifact = Persist(FrozenGraphFormat(), tmp_path=workdir / "good",
+                       options=CheckOptions()).save(model, inputs=x)
     good = artifact.path.read_bytes()
+    fmt.meta = artifact.meta
     good_def = GraphDef()
     good_def.ParseFromString(good)
     ops = sorted({n.op for n in good_def.node}) + ["VarHandleOp", "Fill", "Reshape", "NoSuchOp"]
@@ -69,7 +87,8 @@ def main(workdir: Path, examples: int) -> int:
         g.CopyFrom(good_def)
         for _ in range(draw(st.integers(1, 3))):
             node = g.node[draw(st.integers(0, len(g.node) - 1))]
-            what = draw(st.sampled_from(["dtype", "dim", "content", "op", "input", "T"]))
+            what = draw(st.sampled_from(["dtype", "dim", "content", "op", "input", "T",
+                                         "weight", "weight"]))
             value = node.attr["value"].tensor if "value" in node.attr else None
             if what == "dtype" and "dtype" in node.attr:
                 node.attr["dtype"].type = draw(st.sampled_from([0, 1, 3, 7, 9, 20, 21, 23, 999]))
@@ -80,6 +99,10 @@ def main(workdir: Path, examples: int) -> int:
             elif what == "content" and value is not None:
                 value.tensor_content = value.tensor_content[
                     : draw(st.integers(0, len(value.tensor_content)))]
+            elif what == "weight" and value is not None and value.tensor_content:
+                content = bytearray(value.tensor_content)  # a weight changed: outputs differ
+                content[draw(st.integers(0, len(content) - 1))] ^= 1 << draw(st.integers(4, 7))
+                value.tensor_content = bytes(content)
             elif what == "op":
                 node.op = draw(st.sampled_from(ops))
             elif what == "input" and node.input:
@@ -93,30 +116,39 @@ def main(workdir: Path, examples: int) -> int:
     @settings(max_examples=examples, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(data=byte_mutant() | proto_mutant())
-    def restore_and_run(data: bytes) -> None:
+    def check_mutant(data: bytes) -> None:
         (workdir / "last-example.bin").write_bytes(data)
-        artifact.path.write_bytes(data)
+        fmt.data = data
         try:
-            restored = persist.restore(artifact)
-            outputs = restored(x)
+            result = persist.check(model, x)
         except pytest.fail.Exception as exc:
             message = str(exc)
-            assert message.startswith("[pb] ") and str(artifact.path) in message, message
-            assert " failed: " in message, message
-            seen["refused" if "restore " in message else "failed when run"] += 1
+            assert message.startswith("[pb] ") and str(workdir) in message, message
+            if " restore " in message and " failed: " in message:
+                seen["refused"] += 1
+            elif " run the restored model " in message and " failed: " in message:
+                seen["failed when run"] += 1
+            else:
+                assert "restored outputs differ from the original model's" in message, message
+                seen["outputs differ"] += 1
             return
-        assert all(isinstance(o, np.ndarray) for o in outputs)
-        seen["ran"] += 1
+        # The mutant computes the same outputs (an unused attribute, say): a correct pass.
+        assert all(isinstance(o, np.ndarray) for o in result.actual[0])
+        seen["same outputs"] += 1
 
     try:
-        restore_and_run()
+        check_mutant()
     except Exception as exc:  # a property violation: report it, the parent fails
-        print(f"property violated: {type(exc).__name__}: {exc}", file=sys.stderr)
+        import traceback
+
+        for sub in getattr(exc, "exceptions", [exc]):
+            print("property violated:", "".join(traceback.format_exception(sub))[:4000],
+                  file=sys.stderr)
         seen["other"] += 1
     finally:
         shutil.copyfile(workdir / "last-example.bin", workdir / "last-example.bin.done")
     print(json.dumps({"examples": sum(seen.values()), **{k: seen.get(k, 0) for k in (
-        "refused", "failed when run", "ran", "other")}}))
+        "refused", "failed when run", "outputs differ", "same outputs", "other")}}))
     return 0 if not seen["other"] else 1
 
 

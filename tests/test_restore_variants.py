@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 import variant_models as vm
+
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.tf1 import save_steps

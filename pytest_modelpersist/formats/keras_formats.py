@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -94,7 +95,9 @@ class H5Format(_KerasModelFormat):
         def load(model: Any, report: RestoreReport) -> str | None:
             if options.maps or report.mismatched:
                 return None
-            model.load_weights(path, by_name=True, skip_mismatch=options.skip_mismatched)
+            with warnings.catch_warnings():  # each skip is in the report's notes already
+                warnings.filterwarnings("ignore", message="Skipping loading")
+                model.load_weights(path, by_name=True, skip_mismatch=options.skip_mismatched)
             return ("model.load_weights(by_name=True"
                     + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
 

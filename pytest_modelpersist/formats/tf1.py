@@ -268,12 +268,13 @@ def resolve_checkpoint(directory: Path, checkpoint: int | str | None = None, *,
         if state is not None and state.model_checkpoint_path:
             raise FileNotFoundError(
                 f"the 'checkpoint' state file in {directory} names "
-                f"{state.model_checkpoint_path!r}, which is not there; checkpoints present: "
-                f"{', '.join(present) or '(none)'}")
+                f"{Path(state.model_checkpoint_path).name!r}, which is not there; checkpoints "
+                f"present: {', '.join(present) or '(none)'}")
         if (directory / f"{default}.index").exists():
             return str(directory / default)
         raise FileNotFoundError(f"no 'checkpoint' state file and no {default}.index in "
-                                f"{directory}; checkpoints present: {', '.join(present) or '(none)'}")
+                                f"{directory}; checkpoints present: "
+                                f"{', '.join(present) or '(none)'}")
     if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, str)):
         raise TypeError(f"checkpoint= takes a global step (int) or a prefix (str), not "
                         f"{checkpoint!r}")

@@ -1,0 +1,65 @@
+"""The session artifact cache: one save per format for a model shared by many tests."""
+
+from __future__ import annotations
+
+import textwrap
+
+SHARED_MODEL_TESTS = textwrap.dedent(
+    """
+    import numpy as np
+    import keras
+    import pytest
+
+    X = np.linspace(-1, 1, 8, dtype="float32").reshape(2, 4)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    @pytest.fixture(scope="module")
+    def model():
+        return build()
+
+    @pytest.mark.parametrize("i", range(10))
+    @pytest.mark.persist(golden=False)
+    def test_shared(persist, model, i):
+        persist.check(model, X, build=build)
+
+    @pytest.mark.persist(golden=False)
+    def test_edits_its_artifact(persist, model):
+        artifact = persist.save(model, inputs=X)
+        for path in artifact.files:
+            if path.name.endswith((".keras", ".index")):
+                path.write_bytes(path.read_bytes())  # same bytes, new mtime: not trusted
+
+    @pytest.mark.persist(golden=False)
+    def test_after_edit(persist, model):
+        persist.check(model, X, build=build)
+
+    @pytest.mark.persist(golden=False)
+    def test_other_weights(persist, model):
+        other = build()
+        other.set_weights([w + 1 for w in model.get_weights()])
+        persist.check(other, X, build=build)
+    """
+)
+
+
+def test_ten_tests_sharing_a_model_save_once_per_format(pytester):
+    pytester.makepyfile(test_shared=SHARED_MODEL_TESTS)
+    result = pytester.runpytest("--persist-formats=ckpt,keras,savedmodel", "-p",
+                                "no:randomly")
+    result.assert_outcomes(passed=39)
+    # per format: 1 save for the 10 tests (+9 reuses), the edit test reuses (+1), the test
+    # after the edit saves anew (+1: the files were touched), other weights save (+1).
+    result.stdout.fnmatch_lines([
+        "artifacts: 9 saved, 30 reused from the session cache "
+        "(ckpt 3+10, keras 3+10, savedmodel 3+10)",
+    ])
+
+
+def test_no_cache_option_saves_every_time(pytester):
+    pytester.makepyfile(test_shared=SHARED_MODEL_TESTS)
+    result = pytester.runpytest("--persist-formats=keras", "--persist-no-cache", "-k", "shared")
+    result.assert_outcomes(passed=10)
+    assert "reused from the session cache" not in result.stdout.str()
