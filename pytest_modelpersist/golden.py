@@ -138,8 +138,10 @@ def summary(a: np.ndarray) -> dict[str, Any]:
         finite = np.isfinite(v) if a.dtype.kind == "f" else None
         vals = v[finite] if finite is not None else v
         if vals.size:
-            info.update(min=float(vals.min()), max=float(vals.max()), mean=float(vals.mean()),
-                        std=float(vals.std()))
+            # float64 accumulation: float16/float32 squares overflow for large finite values
+            info.update(min=float(vals.min()), max=float(vals.max()),
+                        mean=float(vals.mean(dtype=np.float64)),
+                        std=float(vals.std(dtype=np.float64)))
         if finite is not None:
             info.update(nan=int(np.isnan(v).sum()), inf=int(np.isinf(v).sum()))
     return info
@@ -414,9 +416,11 @@ def owner_of(sidecar: Path) -> str | None:
 
 
 def stray_arrays(directory: Path) -> list[Path]:
-    """`.npz` files in a golden directory that no sidecar refers to (left by a killed run)."""
+    """Files a killed run left in a golden directory: `.npz` files no sidecar refers to, and
+    the hidden temp files of an interrupted atomic write (``.<name>.<random>.tmp``)."""
     referenced = set()
     for sc in goldens_in(directory):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             referenced.add(json.loads(sc.read_text())["arrays"])
-    return [p for p in sorted(Path(directory).glob("*.npz")) if p.name not in referenced]
+    stray = [p for p in sorted(Path(directory).glob("*.npz")) if p.name not in referenced]
+    return stray + sorted(Path(directory).glob(".*.tmp"))

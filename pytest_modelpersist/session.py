@@ -132,24 +132,28 @@ class PersistSession:
     # ---- collection ------------------------------------------------------------------
 
     def marker_options(self, node: Any) -> dict[str, Any]:
-        """The `persist` marker's keywords for a test, validated (bad ones fail collection)."""
-        mark = node.get_closest_marker("persist")
-        if mark is None:
-            return {}
-        if mark.args:
-            pytest.fail(
-                f"{node.nodeid}: @pytest.mark.persist takes keywords only "
-                f"({', '.join(MARKER_KEYWORDS)}), got positional {mark.args!r}",
-                pytrace=False,
-            )
-        unknown = sorted(set(mark.kwargs) - set(MARKER_KEYWORDS))
-        if unknown:
-            pytest.fail(
-                f"{node.nodeid}: @pytest.mark.persist got unknown keyword(s) "
-                f"{', '.join(unknown)}; allowed: {', '.join(MARKER_KEYWORDS)}",
-                pytrace=False,
-            )
-        return dict(mark.kwargs)
+        """The `persist` markers' keywords for a test, validated (bad ones fail collection).
+
+        Markers on the function, class and module merge; the closest one wins per keyword.
+        """
+        merged: dict[str, Any] = {}
+        for mark in node.iter_markers("persist"):  # closest first
+            if mark.args:
+                pytest.fail(
+                    f"{node.nodeid}: @pytest.mark.persist takes keywords only "
+                    f"({', '.join(MARKER_KEYWORDS)}), got positional {mark.args!r}",
+                    pytrace=False,
+                )
+            unknown = sorted(set(mark.kwargs) - set(MARKER_KEYWORDS))
+            if unknown:
+                pytest.fail(
+                    f"{node.nodeid}: @pytest.mark.persist got unknown keyword(s) "
+                    f"{', '.join(unknown)}; allowed: {', '.join(MARKER_KEYWORDS)}",
+                    pytrace=False,
+                )
+            for key, value in mark.kwargs.items():
+                merged.setdefault(key, value)
+        return merged
 
     def _names(self, node: Any, value: Any, keyword: str) -> list[str]:
         if value is None:

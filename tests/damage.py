@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 Donors = Mapping[str, Path]
 Apply = Callable[[Path, Donors], None]
@@ -41,6 +42,27 @@ class Damage:
         while "--" in slug:
             slug = slug.replace("--", "-")
         return f"{self.format}:{slug}"
+
+
+class Damaged:
+    """A built-in format whose save writes the real files, then damages them."""
+
+    def __init__(self, inner: Any, damage: Damage, donors: Donors) -> None:
+        self.inner, self.damage, self.donors = inner, damage, donors
+        self.name, self.kinds, self.description = inner.name, inner.kinds, inner.description
+        self.needs_build = getattr(inner, "needs_build", False)
+        self.rebuild_optional = getattr(inner, "rebuild_optional", False)
+
+    def unsupported(self, model: Any, info: Any) -> str | None:
+        return self.inner.unsupported(model, info)
+
+    def save(self, model: Any, directory: Path, *, inputs: Any) -> Any:
+        artifact = self.inner.save(model, directory, inputs=inputs)
+        self.damage.apply(artifact.directory, self.donors)
+        return artifact
+
+    def restore(self, artifact: Any, **options: Any) -> Any:
+        return self.inner.restore(artifact, **options)
 
 
 # ---- primitives -------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ SHARED_MODEL_TESTS = textwrap.dedent(
 
 
 def test_ten_tests_sharing_a_model_save_once_per_format(pytester):
-    pytester.makepyfile(test_shared=SHARED_MODEL_TESTS)
+    pytester.makepyfile(test_cachedemo=SHARED_MODEL_TESTS)
     result = pytester.runpytest("--persist-formats=ckpt,keras,savedmodel", "-p",
                                 "no:randomly")
     result.assert_outcomes(passed=39)
@@ -59,7 +59,7 @@ def test_ten_tests_sharing_a_model_save_once_per_format(pytester):
 
 
 def test_no_cache_option_saves_every_time(pytester):
-    pytester.makepyfile(test_shared=SHARED_MODEL_TESTS)
+    pytester.makepyfile(test_cachedemo=SHARED_MODEL_TESTS)
     result = pytester.runpytest("--persist-formats=keras", "--persist-no-cache", "-k", "shared")
     result.assert_outcomes(passed=10)
     assert "reused from the session cache" not in result.stdout.str()
