@@ -30,7 +30,8 @@ run of a path (each path gets one cold first-in-process run and warm ones). Peak
 from the run that came first in its fresh process (VmHWM, reset through /proc/self/clear_refs
 right before it, minus the RSS at that moment: TensorFlow, the model and its inputs are in the
 baseline), so one path's peak never hides the other's. The plugin's time is split into phases
-(run original, save, build, perturb + account, restore, run restored) by wrapping its functions.
+(run original, save, build, verify = perturb + read back, restore, run restored) by wrapping its
+functions where they exist.
 """
 
 from __future__ import annotations

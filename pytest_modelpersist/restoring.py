@@ -146,11 +146,14 @@ def checkpoint_variables(prefix: str, *, source: str | None = None,
             continue
         keys[path] = key
     for full, group in grouped.items():
+        # One variable appears once per list (`variables/3`, `_all_variables/0`); two keys in
+        # the same list are two variables sharing a name: those stay apart, by object path.
+        lists = [k.split("/", 1)[0] for k in group]
         same = {(tuple(shapes[k]), _dtype_name(dtypes[k])) for k in group}
-        if len(same) == 1 and full not in keys:
+        if len(set(lists)) == len(lists) and len(same) == 1 and full not in keys:
             keys[full] = group[0]
             aliases[full] = tuple(k[: -len(VALUE_SUFFIX)] for k in group)
-        else:  # different variables sharing a name: keep them apart, by object path
+        else:
             keys.update({k[: -len(VALUE_SUFFIX)]: k for k in group})
     entries = {name: (tuple(shapes[k]), dtypes[k]) for name, k in keys.items()}
     return SavedVariables(entries, lambda name: reader.get_tensor(keys[name]),
@@ -464,6 +467,9 @@ def plan_restore(target: TargetVariables, saved: SavedVariables,
     report.missing = [show(t) for t in missing]
     report.unused = [n for n in saved.entries if n not in paired_saved]
     _explain_missing(report, missing, target, saved)
+    if options.strict and target.named and not pairs and report.everything_restored:
+        # Every variable skipped (all mismatched, say): a restore that restores nothing.
+        report.missing.append(f"(nothing restored: all {len(target.named)} variables skipped)")
     return RestorePlan(pairs, report)
 
 
@@ -514,6 +520,9 @@ def _select(target: TargetVariables, saved: SavedVariables, lookup: dict[str, st
     """Target variable names `only` selects (None: everything)."""
     if only is None:
         return None
+    if not only:
+        raise RestoreMapError("only= is empty: nothing would be restored (leave it out to "
+                              "restore everything)")
     by_saved = {s: t for t, s in chosen.items()}
     selected: set[str] = set()
     for entry in only:

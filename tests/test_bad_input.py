@@ -197,11 +197,11 @@ def test_unsafe_marker_opts_in_per_test(pytester):
     ))
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines([
-        "*[[]keras[]] restore */model.keras failed: ValueError: *Lambda*",
-        "*opt in for this test only: @pytest.mark.persist(unsafe=True)",
-        "*[[]h5[]] restore */model.h5 failed: ValueError: *Lambda*",
-    ])
+    for fmt, file in (("keras", "model.keras"), ("h5", "model.h5")):
+        result.stdout.fnmatch_lines([
+            f"*[[]{fmt}[]] restore */{file} failed: ValueError: *Lambda*",
+            "*opt in for this test only: @pytest.mark.persist(unsafe=True)",
+        ])
 
 
 # ---- goldens, read directly ---------------------------------------------------------------
@@ -225,22 +225,13 @@ def _npz(**arrays: Any) -> bytes:
     return buf.getvalue()
 
 
-def _npy_member(shape: tuple[int, ...], data: bytes) -> bytes:
-    from numpy.lib import format as npy
-
-    head = io.BytesIO()
-    npy.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("a.npy", head.getvalue() + data)
-        zf.writestr("b.npy", _member_bytes(GOOD["b"]))
-    return buf.getvalue()
+def _names(sidecar: Path) -> list[str]:
+    return list(json.loads(sidecar.read_text())["outputs"])
 
 
-def _member_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a)
-    return buf.getvalue()
+def _arrays(arrays: Path) -> dict[str, np.ndarray]:
+    with np.load(arrays) as npz:
+        return {name: npz[name] for name in npz.files}
 
 
 def _crcs(npz: bytes) -> dict[str, str]:
@@ -248,41 +239,69 @@ def _crcs(npz: bytes) -> dict[str, str]:
         return {i.filename[:-4]: f"{i.CRC:08x}" for i in zf.infolist()}
 
 
-def _edit_sidecar(sidecar: Path, **outputs: dict[str, Any]) -> None:
+def _edit_sidecar(sidecar: Path, first: dict[str, Any] | None = None,
+                  second: dict[str, Any] | None = None) -> None:
+    """Update fields of the golden's first and/or second output in its sidecar."""
     doc = json.loads(sidecar.read_text())
-    for name, fields in outputs.items():
-        doc["outputs"][name].update(fields)
+    names = list(doc["outputs"])
+    for name, fields in ((names[0], first), (names[1], second)):
+        doc["outputs"][name].update(fields or {})
     sidecar.write_text(json.dumps(doc))
+
+
+def _with_first(sidecar: Path, arrays: Path, replace: Any) -> bytes:
+    """Rewrite the arrays file with its first output replaced by `replace(old)`."""
+    content = _arrays(arrays)
+    first = _names(sidecar)[0]
+    content[first] = replace(content[first])
+    data = _npz(**content)
+    arrays.write_bytes(data)
+    return data
+
+
+def _evil(old: np.ndarray) -> np.ndarray:
+    evil = np.empty(1, dtype=object)
+    evil[0] = Unpickled()
+    return evil
 
 
 def _object_npz_consistent(sidecar: Path, arrays: Path, tmp: Path) -> None:
     Unpickled.marker = tmp / "unpickled"
-    evil = np.empty(1, dtype=object)
-    evil[0] = Unpickled()
-    data = _npz(a=evil, b=GOOD["b"])
-    arrays.write_bytes(data)  # and a sidecar that agrees with it: only the dtype refuses it
-    _edit_sidecar(sidecar, a={"dtype": "object", "shape": [1], "crc32": _crcs(data)["a"]})
+    data = _with_first(sidecar, arrays, _evil)  # and a sidecar that agrees: only the dtype
+    _edit_sidecar(sidecar, {"dtype": "object", "shape": [1],  # refuses it
+                            "crc32": _crcs(data)[_names(sidecar)[0]]})
 
 
 def _object_npz_stale_sidecar(sidecar: Path, arrays: Path, tmp: Path) -> None:
     Unpickled.marker = tmp / "unpickled"
-    evil = np.empty(1, dtype=object)
-    evil[0] = Unpickled()
-    arrays.write_bytes(_npz(a=evil, b=GOOD["b"]))
+    _with_first(sidecar, arrays, _evil)
 
 
 def _huge_header(sidecar: Path, arrays: Path, tmp: Path) -> None:
-    # A header claiming 2**40 floats (4 TiB) over 24 bytes of data, sidecar agreeing: numpy
-    # would allocate before noticing (MemoryError, or the OOM killer).
-    data = _npy_member((2**40,), GOOD["a"].tobytes())
-    arrays.write_bytes(data)
-    _edit_sidecar(sidecar, a={"shape": [2**40], "crc32": _crcs(data)["a"]})
+    # A header claiming 2**40 elements over the real (small) data, sidecar agreeing: numpy
+    # would allocate terabytes before noticing (MemoryError, or the OOM killer).
+    from numpy.lib import format as npy
+
+    names, content = _names(sidecar), _arrays(arrays)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, value in content.items():
+            member = io.BytesIO()
+            if name == names[0]:
+                npy.write_array_header_1_0(member, {"descr": value.dtype.str,
+                                                    "fortran_order": False, "shape": (2**40,)})
+                member.write(value.tobytes())
+            else:
+                np.save(member, value)
+            zf.writestr(f"{name}.npy", member.getvalue())
+    arrays.write_bytes(buf.getvalue())
+    _edit_sidecar(sidecar, {"shape": [2**40], "crc32": _crcs(buf.getvalue())[names[0]]})
 
 
-def _flip_last_data_bytes(arrays: Path, member: str) -> None:
-    """Flip the member's last 8 data bytes: its recorded CRC-32 no longer matches."""
+def _flip_last_data_bytes(sidecar: Path, arrays: Path, tmp: Path) -> None:
+    """Flip the first member's last 8 data bytes: its recorded CRC-32 no longer matches."""
     with zipfile.ZipFile(arrays) as zf:
-        info = zf.getinfo(member)
+        info = zf.getinfo(_names(sidecar)[0] + ".npy")
     data = bytearray(arrays.read_bytes())
     name_len, extra_len = (int.from_bytes(data[info.header_offset + k:info.header_offset + k + 2],
                                           "little") for k in (26, 28))
@@ -291,8 +310,15 @@ def _flip_last_data_bytes(arrays: Path, member: str) -> None:
     arrays.write_bytes(bytes(data))
 
 
-def _other_values(sidecar: Path, arrays: Path, tmp: Path) -> None:
-    arrays.write_bytes(_npz(a=GOOD["a"] + 1, b=GOOD["b"]))
+def _rename_second(sidecar: Path, arrays: Path, tmp: Path) -> None:
+    second = _names(sidecar)[1]
+    sidecar.write_text(sidecar.read_text().replace(f'"{second}"', '"renamed"'))
+
+
+def _malformed_entry(sidecar: Path, arrays: Path, tmp: Path) -> None:
+    second = _names(sidecar)[1]
+    sidecar.write_text(sidecar.read_text().replace(f'"{second}": {{', f'"{second}": 5, "x": {{',
+                                                   1))
 
 
 GOLDEN_DAMAGES = {
@@ -302,8 +328,7 @@ GOLDEN_DAMAGES = {
     "npz garbage": (lambda s, a, t: a.write_bytes(random.Random(1).randbytes(400)), "arrays",
                     r"corrupt or truncated"),
     "npz deleted": (lambda s, a, t: a.unlink(), "arrays", r"missing or unreadable"),
-    "npz data bytes flipped": (lambda s, a, t: _flip_last_data_bytes(a, "a.npy"), "arrays",
-                               r"Bad CRC-32 for file 'a.npy'"),
+    "npz data bytes flipped": (_flip_last_data_bytes, "arrays", r"Bad CRC-32 for file '\w+.npy'"),
     "npz holds object arrays (pickle), sidecar agrees": (
         _object_npz_consistent, "arrays", r"object arrays, refused"),
     "npz holds object arrays (pickle), sidecar stale": (
@@ -313,23 +338,22 @@ GOLDEN_DAMAGES = {
     "sidecar is a Git LFS pointer": (lambda s, a, t: s.write_bytes(damage.LFS_POINTER),
                                      "sidecar", r"Git LFS pointer.*git lfs pull"),
     "npz of other values (sidecar CRC disagrees)": (
-        _other_values, "arrays", r"checksum .* differs from the sidecar's .* disagree"),
-    "sidecar lists other outputs": (
-        lambda s, a, t: s.write_text(s.read_text().replace('"b"', '"c"')), "arrays",
-        r"holds \['a.npy', 'b.npy'\] but its sidecar lists"),
-    "sidecar shape wrong": (lambda s, a, t: _edit_sidecar(s, a={"shape": [3, 2]}), "arrays",
-                            r"a is float32\[2, 3\] but its sidecar says float32\[3, 2\]"),
-    "sidecar dtype wrong": (lambda s, a, t: _edit_sidecar(s, b={"dtype": "int32"}), "arrays",
-                            r"b is int64\[3\] but its sidecar says int32\[3\]"),
+        lambda s, a, t: _with_first(s, a, lambda old: old + 1), "arrays",
+        r"checksum .* differs from the sidecar's .* disagree"),
+    "sidecar lists other outputs": (_rename_second, "arrays",
+                                    r"holds \['\w+.npy', '\w+.npy'\] but its sidecar lists"),
+    "sidecar shape wrong": (lambda s, a, t: _edit_sidecar(s, {"shape": [3, 2]}), "arrays",
+                            r"\w+ is float32\[2, 3\] but its sidecar says float32\[3, 2\]"),
+    "sidecar dtype wrong": (lambda s, a, t: _edit_sidecar(s, None, {"dtype": "int32"}), "arrays",
+                            r"\w+ is int64\[3\] but its sidecar says int32\[3\]"),
     "npy header claims 2**40 elements": (_huge_header, "arrays",
                                          r"holds 24 bytes of data where .* needs"),
     "sidecar not JSON": (lambda s, a, t: s.write_text("{oops"), "sidecar",
                          r"not a valid golden document"),
     "sidecar empty": (lambda s, a, t: s.write_bytes(b""), "sidecar",
                       r"not a valid golden document"),
-    "sidecar output entry malformed": (lambda s, a, t: s.write_text(
-        s.read_text().replace('"b": {', '"b": 5, "x": {', 1)), "sidecar",
-        r"not a valid golden document \(output 'b' needs a 'shape'"),
+    "sidecar output entry malformed": (_malformed_entry, "sidecar",
+                                       r"not a valid golden document \(output '\w+' needs"),
     "sidecar names an arrays file outside its directory": (
         lambda s, a, t: s.write_text(s.read_text().replace(a.name, "../../" + a.name)), "sidecar",
         r"names an arrays file outside its directory"),

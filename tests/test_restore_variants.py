@@ -288,6 +288,16 @@ def test_only_entry_naming_nothing_lists_the_closest_names(seed_ckpt):
     assert "closest names: v1, v2" in message or "closest names: v2, v1" in message
 
 
+def test_restores_that_would_restore_nothing_fail(seed_ckpt, tmp_path):
+    persist, artifact = seed_ckpt
+    message = failure(lambda: persist.restore(artifact, into=vm.seed_graph(), only=[]))
+    assert "only= is empty: nothing would be restored" in message
+    h5 = make_persist("h5", tmp_path / "h5")
+    saved = h5.save(vm.mlp(units=(5, 2), seed=1), inputs=X4)
+    message = failure(lambda: h5.restore(saved, into=vm.mlp(units=(6, 3)), skip_mismatched=True))
+    assert "(nothing restored: all 4 variables skipped)" in message
+
+
 def test_only_selecting_a_value_no_variable_takes_is_not_a_silent_no_op(seed_ckpt):
     persist, artifact = seed_ckpt
     target = vm.seed_graph(names=("other-v1", "other-v2"))
@@ -556,3 +566,15 @@ def test_keras_ckpt_into_a_model_with_a_new_head(tmp_path):
     assert_values(target, vm.keras_values(saved), ["enc/kernel", "enc/bias"])
     np.testing.assert_array_equal(vm.keras_values(target)["new_head/kernel"], head_before)
     assert restored(X4)[0].shape == (3, 7)
+
+
+def test_savedmodel_by_name_needs_stable_layer_names(tmp_path):
+    """A SavedModel names variables by layer name: auto-generated names (dense_3) differ in a
+    rebuilt model, and the restore says so instead of loading the wrong thing."""
+    import model_zoo
+
+    persist = make_persist("savedmodel", tmp_path)
+    artifact = persist.save(model_zoo.randomize(model_zoo.functional()), inputs=X4)
+    message = failure(lambda: persist.restore(artifact, into=model_zoo.functional()))
+    assert "missing from the file 5" in message and "in the file but unused 5" in message
+    assert "not found in" in message and "(map it: var_map={" in message
