@@ -1,6 +1,6 @@
 """Golden check of a large output: plugin vs np.load + np.allclose vs pytest-regressions.
 
-    python benchmarks/bench_golden.py [--mb 80 --repeat 3 --cases identical,near]
+    python benchmarks/bench_golden.py [--mb 80 --repeat 5 --cases identical,near]
 
 One float32 output of ``--mb`` MB (80 MB = 20M elements, shape (N, 1000), seeded normal values)
 is recorded once per path, untimed, then checked against the in-memory "actual" outputs:
@@ -249,7 +249,7 @@ def _record_regressions(args: argparse.Namespace, workdir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=80.0, help="output size, MB (1e6 bytes)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (fresh process each)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (fresh process each)")
     parser.add_argument("--cases", default=",".join(CASES), help="identical,near")
     parser.add_argument("--no-regressions", action="store_true",
                         help="skip pytest-regressions (about 7 s per run at 80 MB)")

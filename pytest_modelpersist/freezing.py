@@ -53,6 +53,8 @@ __all__ = [
     "graph_variable_ops",
     "read_graph_def",
     "run_graph_def",
+    "unsafe_ops",
+    "UNSAFE_OP_TYPES",
 ]
 
 #: Protobuf refuses to serialize or parse a message of 2 GiB or more. Read at call time, so a
@@ -82,6 +84,25 @@ VARIABLE_OP_TYPES = frozenset(
         "ResourceGather",
         "ResourceGatherNd",
         "ResourceScatterUpdate",
+    }
+)
+
+#: Ops that read or write files, or call back into Python, when a graph runs. A frozen
+#: inference graph has no use for them, and a crafted ``.pb`` can (TensorFlow's SECURITY.md:
+#: a model is a program). Best effort, not a sandbox: see :func:`unsafe_ops`.
+UNSAFE_OP_TYPES = frozenset(
+    {
+        "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst",
+        "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice",
+        "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec",
+        "PyFunc", "PyFuncStateless", "EagerPyFunc",
+        "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2",
+        "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
+        "FixedLengthRecordReaderV2", "IdentityReader", "IdentityReaderV2",
+        "TextLineDataset", "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset",
+        "FixedLengthRecordDatasetV2", "SaveDataset", "SaveDatasetV2", "LoadDataset",
+        "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary", "WriteRawProtoSummary",
+        "DebugIdentityV2", "DebugIdentityV3",
     }
 )
 
@@ -383,6 +404,24 @@ def read_graph_def(path: str | os.PathLike[str]) -> GraphDef:
     if problem:
         raise ValueError(f"{path}: not a usable GraphDef ({problem}); truncated or corrupt file?")
     return graph_def
+
+
+def unsafe_ops(graph_def: GraphDef) -> list[str]:
+    """``"node (Op)"`` for every node that reads or writes files or runs Python when run.
+
+    Looks at the main graph and every library function: op types in UNSAFE_OP_TYPES, and
+    ``PrintV2`` writing to a file (``output_stream="file://..."``). Returns them in graph order;
+    empty for an ordinary frozen model. A best-effort screen for graphs from untrusted places,
+    not a sandbox: running any graph runs TensorFlow kernels on its bytes.
+    """
+    found = []
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    for node in nodes:
+        if node.op in UNSAFE_OP_TYPES or (
+            node.op == "PrintV2" and node.attr["output_stream"].s.startswith(b"file://")
+        ):
+            found.append(f"{node.name} ({node.op})")
+    return found
 
 
 def run_graph_def(

@@ -139,9 +139,11 @@ def summary(a: np.ndarray) -> dict[str, Any]:
         vals = v[finite] if finite is not None else v
         if vals.size:
             # float64 accumulation: float16/float32 squares overflow for large finite values
-            info.update(min=float(vals.min()), max=float(vals.max()),
-                        mean=float(vals.mean(dtype=np.float64)),
-                        std=float(vals.std(dtype=np.float64)))
+            # (beyond 1e154 even float64's do: the sidecar then says inf, without a warning)
+            with np.errstate(over="ignore", invalid="ignore"):
+                info.update(min=float(vals.min()), max=float(vals.max()),
+                            mean=float(vals.mean(dtype=np.float64)),
+                            std=float(vals.std(dtype=np.float64)))
         if finite is not None:
             info.update(nan=int(np.isnan(v).sum()), inf=int(np.isinf(v).sum()))
     return info
@@ -205,7 +207,8 @@ def read_golden(sidecar: Path) -> Golden:
 def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> list[np.ndarray]:
     """The arrays of a golden `.npz`, checked against what its sidecar says they are."""
     try:
-        head = path.open("rb").read(len(LFS_POINTER))
+        with path.open("rb") as fh:
+            head = fh.read(len(LFS_POINTER))
     except OSError as exc:
         raise _refuse(path, f"the arrays file is missing or unreadable ({exc.strerror or exc})"
                       ) from None

@@ -196,7 +196,7 @@ def concrete_function(model: Any, inputs: Inputs) -> Any:
     tf = import_tensorflow()
     info = describe(model)
     if info.kind == MODULE:
-        fn = getattr(model, "__call__", None)
+        fn = model.__call__
         if hasattr(fn, "input_signature") and fn.input_signature is not None:
             return fn.get_concrete_function()
         if hasattr(fn, "get_concrete_function"):

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dataclasses import dataclass
-
 from . import golden as golden_files
-from .loaders import INPROCESS, LOADERS, loaders_of
 from .compare import Tolerance
 from .errors import UnknownFormatError
+from .loaders import INPROCESS, LOADERS, loaders_of
 from .registry import FormatRegistry
 
 MARKER_KEYWORDS = ("formats", "exclude", "loaders", "rtol", "atol", "exact", "golden", "unsafe",

@@ -30,9 +30,10 @@ def tensorflow_warmed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
     protobuf modules) first imported inside a run is dropped and imported again by the next
     run, which aborts the process. Exercising every format here imports them all up front.
     """
-    import model_zoo
     from pytest_modelpersist.api import CheckOptions, Persist
     from pytest_modelpersist.formats import BUILTIN_FORMATS
+
+    import model_zoo
 
     x = np.ones((2, 4), np.float32)
     for fmt in BUILTIN_FORMATS:

@@ -1,15 +1,15 @@
-"""Child process of test_fuzz.py: restore and run mutated frozen graphs through the `pb` format.
+"""Child process of test_fuzz.py: check mutated frozen graphs through the `pb` format.
 
 Run as ``python fuzz_pb_child.py WORKDIR N``. Saves a real Keras model as a frozen graph, then
-hypothesis mutates its bytes N times (bit flips, byte sets, inserted and deleted runs, cuts, and
-edits of the parsed GraphDef: dtypes, shapes, tensor contents, weight bits, op types, inputs) and each
-mutant goes through ``Persist.check`` (saved as those bytes, restored, run, compared with the
-original model), the way a test meets a damaged `.pb`. Allowed outcomes: ``pytest.fail`` naming
-``[pb]``, the file and a cause (restore failed, run failed, outputs differ), or a pass when the
-mutant computes exactly the original outputs (an edit of an unused attribute, say). Anything else (another
-exception) fails the hypothesis run; a crash or hang is seen by the parent. Each example is
-written to WORKDIR/last-example.bin before it is tried, so a crash leaves its input behind.
-Prints one JSON line of counts at the end.
+hypothesis mutates its bytes N times (bit flips, byte sets, inserted and deleted runs, cuts;
+edits of the parsed GraphDef: dtypes, shapes, tensor contents, weight bits, op types, inputs).
+Each mutant goes through ``Persist.check`` (saved as those bytes, restored, run, compared with
+the original model), the way a test meets a damaged `.pb`. Allowed outcomes: ``pytest.fail``
+naming ``[pb]``, the file and a cause (restore failed, run failed, outputs differ), or a pass
+when the mutant computes exactly the original outputs (an unused attribute edited, say).
+Anything else (another exception) fails the hypothesis run; a crash or hang is seen by the
+parent. Each example is written to WORKDIR/last-example.bin before it is tried, so a crash
+leaves its input behind. Prints one JSON line of counts at the end.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import model_zoo  # noqa: E402
 import numpy as np  # noqa: E402  (numpy before TensorFlow's libraries, see FACTS.md)
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import model_zoo  # noqa: E402
 from pytest_modelpersist.api import CheckOptions, Persist  # noqa: E402
 from pytest_modelpersist.formats.base import Artifact  # noqa: E402
 from pytest_modelpersist.formats.frozen import FrozenGraphFormat  # noqa: E402

@@ -15,10 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
-import model_zoo
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.base import BaseFormat, RestoreReport, restore_into_rebuilt
+
+import model_zoo
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 
@@ -76,7 +77,8 @@ KIND_CASES = [
 
 
 @pytest.mark.parametrize("fmt_name", list(FORMATS))
-@pytest.mark.parametrize("kind,make,make_impostor,build", KIND_CASES, ids=[c[0] for c in KIND_CASES])
+@pytest.mark.parametrize("kind,make,make_impostor,build", KIND_CASES,
+                         ids=[c[0] for c in KIND_CASES])
 def test_wrong_weights_in_file_are_caught(fmt_name, kind, make, make_impostor, build, tmp_path):
     model, impostor = make(), make_impostor()
     if kind == "module":  # tf.random.normal(seed=1) repeats: make the impostor differ

@@ -51,7 +51,8 @@ def goldens(pytester: pytest.Pytester) -> list[Path]:
 
 def test_golden_lifecycle(pytester):
     args = ("-p", "no:cacheprovider", "--persist-formats=ckpt,pb")
-    extra = "def test_second(persist):\n        persist.check(build(5.0), np.ones((1, 1), np.float32))"
+    extra = ("def test_second(persist):\n"
+             "        persist.check(build(5.0), np.ones((1, 1), np.float32))")
     write_model_test(pytester, extra=extra)
 
     # 1. missing: fails with the path and the command that records it
@@ -238,7 +239,7 @@ def test_write_then_read_round_trip_and_content_addressing(tmp_path):
     sidecar = tmp_path / "t.golden.json"
     written = gf.write_golden(sidecar, arrays, names=["a", "b"], test="t.py::t", inputs_crc=None)
     back = gf.read_golden(sidecar)
-    for want, got in zip(arrays, back.arrays):
+    for want, got in zip(arrays, back.arrays, strict=True):
         np.testing.assert_array_equal(want, got)
     assert back.doc["outputs"]["b"]["nan"] == 1 and back.doc["outputs"]["b"]["inf"] == 1
     # same content -> same arrays file; the sidecar is replaced atomically, no temp files left

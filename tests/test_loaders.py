@@ -8,9 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
-import model_zoo
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
+
+import model_zoo
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 

@@ -166,7 +166,8 @@ def test_bad_marker_is_a_collection_error(pytester, mark, expected):
 
 def test_marker_is_registered(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.persist(formats=..., exclude=..., loaders=..., rtol=...*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.persist(formats=..., exclude=..., loaders=..., rtol=...*"])
 
 
 def test_third_party_format_registered_from_conftest(pytester):

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import variant_models as vm
 
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.tf1 import save_steps
 from pytest_modelpersist.models import RestoreReport
 from pytest_modelpersist.restoring import RestoreOptions, restore_variables
+
+import variant_models as vm
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 #: Formats whose files hold variables a by-name restore can read.

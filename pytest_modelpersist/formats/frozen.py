@@ -30,10 +30,21 @@ class FrozenGraphFormat(BaseFormat):
                                  outputs=frozen.outputs, input_specs=spec_meta(inputs))
 
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                grappler: bool = False, **options: Any) -> Restored:
+                grappler: bool = False, safe_mode: bool = True, **options: Any) -> Restored:
+        """Read and import the graph; with `safe_mode` (the default), refuse a graph holding
+        ops that read or write files or run Python (freezing.unsafe_ops) before running it."""
         from .. import freezing
 
         graph_def = freezing.read_graph_def(artifact.path)
+        found = freezing.unsafe_ops(graph_def) if safe_mode else []
+        if found:
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise PermissionError(
+                f"{artifact.path}: the graph holds ops that read or write files or run Python "
+                f"when it runs ({shown}); refused by default, as a frozen model needs none. If "
+                "you trust this file, opt in for this test only: "
+                "@pytest.mark.persist(unsafe=True)"
+            )
         inputs, outputs = artifact.meta["inputs"], artifact.meta["outputs"]
 
         def runner(args: list[np.ndarray]) -> list[np.ndarray]:

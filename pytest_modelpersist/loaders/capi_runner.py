@@ -27,8 +27,8 @@ If the environment variable ``MODELPERSIST_CAPI_MODULES_OUT`` names a file,
 ``sorted(sys.modules)`` is written there as JSON before exiting with success.
 """
 
-import sys
 import os
+import sys
 
 # Run by path, sys.path[0] is this directory: keep sibling modules from
 # shadowing real packages (a loaders/keras.py, loaders/h5py.py, ...).
@@ -37,7 +37,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import ctypes
 import faulthandler
-import json
 
 # Everything that loads OpenSSL must be imported BEFORE the TensorFlow libraries
 # are loaded with RTLD_GLOBAL: importing CPython's _hashlib afterwards segfaults
@@ -45,6 +44,7 @@ import json
 # imported first, hashlib/hmac/numpy.random keep working after the load.
 import hashlib  # noqa: F401
 import hmac  # noqa: F401
+import json
 import zipfile  # noqa: F401  (np.savez / np.load)
 
 import numpy as np

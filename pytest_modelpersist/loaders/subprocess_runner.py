@@ -4,7 +4,8 @@ Started with ``python -I`` from a scratch directory by `loaders.run_in_subproces
 own code (its conftest, its model package on the pytest `pythonpath`) is not importable here:
 a custom layer that only loaded because its class happened to be imported fails here, as it
 would in a serving process. Request (JSON): artifact_dir, format_class ("module:qualname"),
-inputs_npz, outputs_npz, options, sys_path, imports. Exit 0 with the outputs written, or 3 with one line on stderr.
+inputs_npz, outputs_npz, options, sys_path, imports. Exit 0 with the outputs written, or 3
+with one line on stderr.
 """
 
 from __future__ import annotations
