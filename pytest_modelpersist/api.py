@@ -152,7 +152,7 @@ class Persist:
         with self._step("save", directory, info):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
             artifact.write_manifest()
-        if key is not None:
+        if key is not None and self._cache is not None:
             self._cache.store(self.format, key, artifact)
         return artifact
 

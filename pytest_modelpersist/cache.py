@@ -43,8 +43,7 @@ def fingerprint(model: Any, inputs: Any) -> str:
     for name, value in sorted(read_values(model).items()):
         value = np.ascontiguousarray(value)
         h.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
-        h.update(zlib.crc32(memoryview(value).cast("B") if value.size else b"").to_bytes(4,
-                                                                                         "little"))
+        h.update(zlib.crc32(value.tobytes() if value.size else b"").to_bytes(4, "little"))
     for x in as_input_list(inputs):
         h.update(f"in:{x.dtype.str}:{x.shape[1:]}".encode())
     return h.hexdigest()

@@ -53,7 +53,7 @@ def base_test_name(item: Any) -> tuple[str, str]:
     if param is None:
         return name, nodeid
     fmt = str(param)
-    ident = callspec.id
+    ident = callspec.id if callspec is not None else fmt
     rest = ident[: -len(fmt)].rstrip("-") if ident.endswith(fmt) else ident
     base = item.originalname + (f"[{rest}]" if rest else "")
     return base, nodeid[: len(nodeid) - len(name)] + base
@@ -291,11 +291,12 @@ class PersistSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
             if key == GOLDEN_PROPERTY:
-                event, path = value.split("\t", 1)
+                event, path = str(value).split("\t", 1)
                 self.golden_events[event].add(path)
-        fmt = dict(report.user_properties).get(FORMAT_PROPERTY)
-        if fmt is None:
+        found = dict(report.user_properties).get(FORMAT_PROPERTY)
+        if found is None:
             return
+        fmt = str(found)
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             self.outcomes[fmt][report.outcome] += 1
         elif report.when == "teardown" and report.outcome == "failed":

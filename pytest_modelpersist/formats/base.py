@@ -102,9 +102,13 @@ class Restored:
 class Format(Protocol):
     """A persistence format: how to save a model and how to bring it back."""
 
-    name: str
-    kinds: frozenset[str]
-    description: str
+    @property
+    def name(self) -> str:
+        """The name used by --persist-formats, the marker and test ids."""
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """Model kinds it can hold ("keras", "tf.Module", "tf1-graph", or "other")."""
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         """Why this format cannot hold `model` (the test is skipped with it), or None."""

@@ -59,7 +59,8 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
     cls = type(fmt)
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
-        np.savez(work / "inputs.npz", **{f"input_{i}": np.asarray(x) for i, x in enumerate(inputs)})
+        arrays: dict[str, Any] = {f"input_{i}": np.asarray(x) for i, x in enumerate(inputs)}
+        np.savez(work / "inputs.npz", **arrays)
         request = {
             "artifact_dir": str(artifact.directory),
             "format_class": f"{cls.__module__}:{cls.__qualname__}",

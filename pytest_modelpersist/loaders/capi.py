@@ -121,7 +121,7 @@ def run_capi(
     if outputs_npz.exists():
         outputs_npz.unlink()
 
-    arrays = {f"input_{i}": np.asarray(v) for i, v in enumerate(feeds.values())}
+    arrays: dict[str, Any] = {f"input_{i}": np.asarray(v) for i, v in enumerate(feeds.values())}
     np.savez(inputs_npz, **arrays)
     request = {
         "kind": kind,
@@ -147,9 +147,8 @@ def run_capi(
             errors="replace", timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr or b""
-        if isinstance(stderr, bytes):
-            stderr = stderr.decode("utf-8", "replace")
+        raw = exc.stderr or b""
+        stderr = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         msg = f"{what}: timed out (timeout={timeout:g} s); the runner process was killed"
         if stderr.strip():
             msg += f"\nrunner stderr:\n{_tail(stderr)}"

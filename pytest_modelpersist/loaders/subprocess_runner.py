@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import traceback
+from typing import Any
 
 
 def main(request_path: str) -> int:
@@ -33,10 +34,10 @@ def main(request_path: str) -> int:
     for module in request.get("imports", []):
         importlib.import_module(module)
     module_name, _, qualname = request["format_class"].partition(":")
-    fmt_class = importlib.import_module(module_name)
+    found: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
-        fmt_class = getattr(fmt_class, part)
-    fmt = fmt_class()
+        found = getattr(found, part)
+    fmt = found()
     artifact = Artifact.from_directory(request["artifact_dir"])
     with np.load(request["inputs_npz"], allow_pickle=False) as npz:
         inputs = [npz[f"input_{i}"] for i in range(len(npz.files))]
