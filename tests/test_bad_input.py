@@ -661,6 +661,9 @@ def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
                 seen.add(version == trial)
             assert gf.goldens_in(store) == sorted(sidecars)  # temp files are never goldens
             mid_update += (seen == {True, False}) or bool(list(store.glob(".*.tmp")))
+            print(f"trial {trial}: kill after {delay:.2f}s of {duration:.2f}s, status {status}, "
+                  f"{sum(v == trial for v in versions.values())} of 6 updated, "
+                  f"temp files {len(list(store.glob('.*.tmp')))}")
             assert status == -signal.SIGKILL or status == 0, status
         assert mid_update, "no kill landed in the middle of an update: make the goldens bigger"
 
