@@ -542,6 +542,8 @@ def artifact_file_notes(path: Path | None, exc: BaseException | None = None) -> 
         elif got == _MAGIC[b"PK\x03\x04"] and not _is_zipfile(f):
             notes.append(f"{name} starts like a zip archive but is not a complete one: "
                          "truncated or corrupt")
+        if f.suffix == ".index" and not any(f.parent.glob(glob.escape(f.stem) + ".data-*")):
+            notes.append(f"{name} has no data file ({f.stem}.data-*-of-*) beside it")
     if isinstance(exc, UnicodeDecodeError):
         notes.append("a file held bytes that are not text where text or a protobuf was "
                      "expected: corrupt, truncated, or a file of another format")

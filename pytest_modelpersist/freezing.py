@@ -748,7 +748,7 @@ def _fill_tensor_proto(proto: Any, array: np.ndarray, dtype_enum: int) -> None:
     from tensorflow.python.framework import dtypes, tensor_util
 
     dtype = dtypes.as_dtype(dtype_enum)
-    content_types = getattr(tensor_util, "_TENSOR_CONTENT_TYPES", frozenset())
+    content_types: frozenset[Any] = getattr(tensor_util, "_TENSOR_CONTENT_TYPES", frozenset())
     if (
         array.size > 1
         and dtype in content_types

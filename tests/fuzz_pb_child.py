@@ -23,7 +23,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import model_zoo  # noqa: E402
 import numpy as np  # noqa: E402  (numpy before TensorFlow's libraries, see FACTS.md)
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -32,6 +31,8 @@ from hypothesis import strategies as st  # noqa: E402
 from pytest_modelpersist.api import CheckOptions, Persist  # noqa: E402
 from pytest_modelpersist.formats.base import Artifact  # noqa: E402
 from pytest_modelpersist.formats.frozen import FrozenGraphFormat  # noqa: E402
+
+import model_zoo  # noqa: E402
 
 
 class MutantGraph(FrozenGraphFormat):

@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import damage
-import model_zoo
 import numpy as np
 import pytest
 
 from pytest_modelpersist import golden as gf
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
+
+import model_zoo
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 X = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
@@ -589,7 +590,11 @@ KILL_TEST = textwrap.dedent(
 
     @pytest.fixture(autouse=True)
     def started(persist):  # after the persist fixture imported TensorFlow: writes begin
-        Path(os.environ["GOLDEN_STARTED"]).touch()
+        first = Path(os.environ["GOLDEN_STARTED"])
+        if not first.exists():
+            first.touch()
+        yield
+        Path(os.environ["GOLDEN_STARTED"] + ".done").touch()  # this test's golden written
 
     @pytest.mark.persist(formats=["pb"])
     @pytest.mark.parametrize("i", range(6))
@@ -605,9 +610,10 @@ GOLDEN_N = 2_000_000  # 16 MB per golden (8 MB float32 + 8 MB float64), 96 MB pe
 def _run_update(directory: Path, version: int, *, kill_after: float | None = None
                 ) -> tuple[int, float]:
     """Run `pytest --update-golden` in `directory`; SIGKILL it `kill_after` s after writes
-    begin. Returns (exit status, seconds from the first test's start to the end)."""
-    started = directory / "started"
+    begin. Returns (exit status, seconds from the first test's start to the last's end)."""
+    started, done = directory / "started", directory / "started.done"
     started.unlink(missing_ok=True)
+    done.unlink(missing_ok=True)
     env = {**os.environ, "GOLDEN_N": str(GOLDEN_N), "GOLDEN_VERSION": str(version),
            "GOLDEN_STARTED": str(started), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTEST_XDIST_WORKER", None)
@@ -625,7 +631,6 @@ def _run_update(directory: Path, version: int, *, kill_after: float | None = Non
             out = proc.communicate()[0].decode(errors="replace")
             pytest.fail(f"the update run never started its tests:\n{out[-3000:]}")
         time.sleep(0.01)
-    t0 = time.monotonic()
     if kill_after is not None:
         time.sleep(kill_after)
         with contextlib.suppress(ProcessLookupError):
@@ -633,7 +638,8 @@ def _run_update(directory: Path, version: int, *, kill_after: float | None = Non
     out = proc.communicate(timeout=300)[0].decode(errors="replace")
     if kill_after is None and proc.returncode:
         pytest.fail(f"update run failed:\n{out[-3000:]}")
-    return proc.returncode, time.monotonic() - t0
+    writing = done.stat().st_mtime - started.stat().st_mtime if done.exists() else 0.0
+    return proc.returncode, writing
 
 
 def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
@@ -641,14 +647,17 @@ def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
     store = tmp_path / "goldens" / "test_kill"
     sidecars = [store / f"test_big[{i}].golden.json" for i in range(6)]
     try:
-        _, duration = _run_update(tmp_path, 0)
-        versions = dict.fromkeys(sidecars, 0)
+        _run_update(tmp_path, 0)  # record
+        _, duration = _run_update(tmp_path, 1)  # a whole update: how long its tests take
+        versions = dict.fromkeys(sidecars, 1)
         mid_update = 0
         rng = random.Random(20)
-        for trial in range(1, KILLS + 1):
-            # kill moments spread over the whole write phase, one per tenth of it
-            delay = duration * (trial - 1 + rng.random()) / KILLS
+        for trial in range(2, KILLS + 2):
+            # kill moments spread over the update's tests, one in each tenth of that time
+            delay = duration * (trial - 2 + rng.random()) / KILLS
+            temp_before = set(store.glob(".*.tmp"))
             status, _ = _run_update(tmp_path, trial, kill_after=delay)
+            temp_new = set(store.glob(".*.tmp")) - temp_before  # a write cut short
             seen = set()
             for i, sidecar in enumerate(sidecars):
                 golden = gf.read_golden(sidecar)  # never raises: intact and consistent
@@ -660,10 +669,10 @@ def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
                 versions[sidecar] = version
                 seen.add(version == trial)
             assert gf.goldens_in(store) == sorted(sidecars)  # temp files are never goldens
-            mid_update += (seen == {True, False}) or bool(list(store.glob(".*.tmp")))
+            mid_update += (seen == {True, False}) or bool(temp_new)
             print(f"trial {trial}: kill after {delay:.2f}s of {duration:.2f}s, status {status}, "
                   f"{sum(v == trial for v in versions.values())} of 6 updated, "
-                  f"temp files {len(list(store.glob('.*.tmp')))}")
+                  f"{len(temp_new)} temp file left")
             assert status == -signal.SIGKILL or status == 0, status
         assert mid_update, "no kill landed in the middle of an update: make the goldens bigger"
 
@@ -676,7 +685,7 @@ def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
         print(f"{KILLS} kills, {mid_update} in the middle of an update, "
               f"{len(stray)} stray files left (reported as unused, removable)")
     finally:
-        shutil.rmtree(store, ignore_errors=True)  # 200+ MB
+        shutil.rmtree(store, ignore_errors=True)  # 100+ MB
 
 
 # ---- xdist: two workers disagreeing about the same goldens ----------------------------------

@@ -2,7 +2,8 @@
 
 Every property states its number of examples (``max_examples``) in its name and docstring;
 `deadline=None` because a golden write fsyncs. No example database is written
-(`database=None`): the suite leaves no `.hypothesis/` directory behind.
+(`database=None`): runs do not depend on earlier failures (hypothesis still caches constants
+in the gitignored `.hypothesis/`).
 
 * comparison (compare.py): an array matches itself; NaN only matches NaN at the same place;
   an infinity only the same infinity; tolerance is monotone; a dtype or shape difference
@@ -10,9 +11,10 @@ Every property states its number of examples (``max_examples``) in its name and 
 * golden files (golden.py): write -> read round trip of random dtypes and shapes; randomly
   mutated arrays or sidecar bytes, and random sidecar documents, either raise GoldenError
   naming the file or give back exactly the written arrays;
-* frozen graphs (freezing.py, the `pb` format): mutated bytes of a real frozen graph, in a
-  subprocess (a TensorFlow abort would kill pytest): a clear error naming the file, or a
-  graph that runs — never a crash or a hang.
+* frozen graphs (freezing.py, the `pb` format): mutated bytes of a real frozen graph checked
+  through `persist.check`, in a subprocess (a TensorFlow abort would kill pytest): a failure
+  naming [pb], the file and the cause, or a pass when the mutant's outputs are identical —
+  never a crash, a hang or a raw exception.
 """
 
 from __future__ import annotations
