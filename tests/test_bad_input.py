@@ -618,6 +618,7 @@ def _run_update(directory: Path, version: int, *, kill_after: float | None = Non
            "GOLDEN_STARTED": str(started), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_ADDOPTS", None)
+    env.pop("CI", None)  # the update is the point here; the plugin refuses it on CI
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
          "--update-golden", "test_kill.py"],
