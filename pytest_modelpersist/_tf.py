@@ -90,8 +90,8 @@ def import_tensorflow() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_stderr() as noise:
         try:
-            import tensorflow as tf
             import keras  # noqa: F401  - keras' own import-time messages are hidden too
+            import tensorflow as tf
         except ImportError as exc:
             raise TensorFlowMissingError(
                 f"importing TensorFlow failed: {exc}\n{''.join(noise)[-2000:]}"

@@ -18,7 +18,6 @@ from .formats.base import Artifact, Format, Restored, first_lines
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
 from .report import environment_notes, mismatch_report
 
-
 BY_NAME_OPTIONS = frozenset({"into", "var_map", "only", "strict", "skip_mismatched"})
 
 

@@ -29,11 +29,15 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from ._lazy import lazy_module
 from .errors import PersistFailure
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # numpy loads when a golden is first read or written, not when pytest starts
+    np = lazy_module("numpy")
 
 SIDECAR_SUFFIX = ".golden.json"
 FORMAT_VERSION = 1

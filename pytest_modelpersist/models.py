@@ -298,32 +298,200 @@ def is_perturbable(value: np.ndarray) -> bool:
     return value.size > 0 and np.issubdtype(value.dtype, np.inexact)
 
 
-def perturb(model: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Add noise to every float variable so a restore that loads nothing is visible.
+# ---- perturbing before a restore, and telling afterwards what the restore left alone ----------
 
-    Returns the perturbed values (name -> array) for :func:`unrestored`.
-    """
-    rng = np.random.default_rng(seed)
-    current = read_values(model)
-    named = variables(model)
-    perturbed: dict[str, np.ndarray] = {}
-    for name, value in current.items():
-        if not is_perturbable(value):
-            continue
-        noise = rng.standard_normal(value.shape).astype(value.dtype) + np.asarray(0.5, value.dtype)
-        perturbed[name] = (value + noise).astype(value.dtype)
-    if isinstance(model, GraphModel):
-        model.load_values([(named[n], v) for n, v in perturbed.items()])
+#: Elements sampled per variable to tell whether a restore wrote it (first and last included).
+SAMPLES = 64
+#: The perturbation: x -> x + (PERTURB_SHIFT + PERTURB_SCALE * |x|). It moves every element by at
+#: least max(SHIFT, SCALE * |x|): far more than the rounding of any float dtype (bfloat16's step
+#: is |x| / 128 at most), so 0, 1e30 and tiny values all change; it has no fixed point (x >= 0
+#: grows, x < 0 maps to 0.59 x + 0.73), and its odd constants make it unlikely to turn a fresh
+#: model's 0, 1 or -1 into a round value a file might hold. A sampled element that overflows to
+#: inf (or was inf or NaN) is set to PERTURB_SHIFT instead.
+PERTURB_SHIFT = 0.73
+PERTURB_SCALE = 0.41
+
+
+def sample_indices(size: int, samples: int = SAMPLES) -> np.ndarray:
+    """Up to `samples` flat indices spread evenly over `size` elements, first and last included."""
+    if size <= samples:
+        return np.arange(size, dtype=np.int64)
+    return np.unique(np.linspace(0, size - 1, samples).round().astype(np.int64))
+
+
+def _float_dtype(var: Any) -> Any:
+    """The variable's TF dtype when it is floating or complex (perturbable), else None."""
+    dtype = getattr(var.dtype, "base_dtype", var.dtype)
+    return dtype if (dtype.is_floating or dtype.is_complex) else None
+
+
+def _perturbation(tf: Any, value: Any, dtype: Any) -> Any:
+    """PERTURB_SHIFT + PERTURB_SCALE * |value|, in the variable's dtype (a TF tensor)."""
+    mag = tf.abs(value)
+    if dtype.is_complex:
+        mag = tf.cast(mag, dtype)
+    return mag * tf.constant(PERTURB_SCALE, dtype) + tf.constant(PERTURB_SHIFT, dtype)
+
+
+def _finite_or_shift(tf: Any, value: Any, dtype: Any) -> Any:
+    """`value` with every inf or NaN element replaced by PERTURB_SHIFT."""
+    if dtype.is_complex:
+        ok = tf.logical_and(tf.math.is_finite(tf.math.real(value)),
+                            tf.math.is_finite(tf.math.imag(value)))
     else:
-        for name, value in perturbed.items():
-            named[name].assign(value)
-    return perturbed
+        ok = tf.math.is_finite(value)
+    return tf.where(ok, value, tf.fill(tf.shape(value), tf.constant(PERTURB_SHIFT, dtype)))
+
+
+def _all_finite(sample: np.ndarray) -> bool:
+    wide = sample.astype(np.complex128 if np.iscomplexobj(sample) else np.float64)
+    return bool(np.isfinite(wide).all())
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exactly the same values, bit for bit (a NaN equals itself, 0.0 differs from -0.0)."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+class Perturbation(Mapping[str, np.ndarray]):
+    """The variables :func:`perturb` changed: name -> the sampled elements' perturbed values.
+
+    It keeps what it needs to sample the same elements again after a restore
+    (:func:`unrestored`), and nothing as large as a variable.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.marks: dict[str, np.ndarray] = {}
+        self._eager: dict[str, tuple[Any, np.ndarray]] = {}  # name -> (tf.Variable, indices)
+        self._graph: dict[str, Any] = {}  # name -> sample tensor of the model's graph
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.marks[name]
+
+    def __iter__(self) -> Any:
+        return iter(self.marks)
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def samples(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The sampled elements' current values (read again, now)."""
+        names = list(self.marks) if names is None else [n for n in names if n in self.marks]
+        if not names:
+            return {}
+        if self._graph:
+            got = self.model.session.run([self._graph[n] for n in names])
+            return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
+        tf = import_tensorflow()
+        out = {}
+        for n in names:
+            var, idx = self._eager[n]
+            out[n] = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
+        return out
+
+
+def perturb(model: Any, *, named: Mapping[str, Any] | None = None,
+            seed: int = 0) -> Perturbation:
+    """Perturb every float variable so a restore that loads nothing is visible.
+
+    `named` (name -> variable) limits it to those variables (default: all of
+    ``variables(model)``); any other variable keeps its value exactly. Only floating (and
+    complex) variables with at least one element are perturbed; int and bool ones stay as they
+    are. Each perturbed element x becomes x + 0.73 + 0.41 |x| (see PERTURB_SHIFT), computed inside
+    TensorFlow (no numpy copy of a variable); then up to SAMPLES elements per variable (spread
+    evenly, first and last included) are read back and kept: :func:`unrestored` compares those
+    samples only. `seed` is accepted for compatibility and unused (the perturbation is
+    deterministic).
+
+    Residual risk: a restore that writes only elements outside the samples (a slice of a
+    variable, say) is not caught by this check; the comparison of the restored model's outputs
+    with the original's catches it, since every element was moved.
+    """
+    del seed
+    tf = import_tensorflow()
+    named = variables(model) if named is None else named
+    result = Perturbation(model)
+    chosen = {n: v for n, v in named.items() if _float_dtype(tf_variable(v)) is not None}
+    if not chosen:
+        return result
+    if isinstance(model, GraphModel):
+        _perturb_graph(tf, model, chosen, result)
+    else:
+        _perturb_eager(tf, chosen, result)
+    return result
+
+
+def _perturb_eager(tf: Any, chosen: Mapping[str, Any], result: Perturbation) -> None:
+    for name, v in chosen.items():
+        var = tf_variable(v)
+        dtype = _float_dtype(var)
+        shape = var.shape
+        size = shape.num_elements() if shape.is_fully_defined() else int(tf.size(var))
+        if not size:
+            continue
+        var.assign_add(_perturbation(tf, var, dtype), read_value=False)
+        idx = sample_indices(size)
+        sample = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
+        if not _all_finite(sample):  # overflowed to inf, or was inf/NaN: make it finite
+            var.assign(_finite_or_shift(tf, var.read_value(), dtype), read_value=False)
+            sample = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
+        result.marks[name] = sample
+        result._eager[name] = (var, idx)
+
+
+def _perturb_graph(tf: Any, model: GraphModel, chosen: Mapping[str, Any],
+                   result: Perturbation) -> None:
+    """The same in a TF1 graph: ops built once, perturbing in one session run, sampling in one."""
+    session = model.session
+    with model.graph.as_default():
+        unknown = [n for n, v in chosen.items() if not v.shape.is_fully_defined()]
+        sizes = {n: v.shape.num_elements() for n, v in chosen.items() if n not in unknown}
+        if unknown:
+            got = session.run([tf.size(chosen[n]) for n in unknown])
+            sizes.update({n: int(s) for n, s in zip(unknown, got, strict=True)})
+        ops, reads = [], {}
+        for name, var in chosen.items():
+            if not sizes[name]:
+                continue
+            dtype = _float_dtype(var)
+            delta = _perturbation(tf, var, dtype)
+            ops.append(var.assign_add(delta, read_value=False) if hasattr(var, "handle")
+                       else tf.compat.v1.assign_add(var, delta))
+            reads[name] = tf.gather(tf.reshape(var, [-1]), sample_indices(sizes[name]))
+        if not reads:
+            return
+        session.run(ops)
+        got = session.run(list(reads.values()))
+        samples = {n: np.asarray(v) for n, v in zip(reads, got, strict=True)}
+        bad = [n for n, s in samples.items() if not _all_finite(s)]
+        if bad:  # overflowed to inf, or was inf/NaN: make those finite
+            fixes = []
+            for name in bad:
+                var, dtype = chosen[name], _float_dtype(chosen[name])
+                value = _finite_or_shift(tf, tf.identity(var), dtype)
+                fixes.append(var.assign(value, read_value=False) if hasattr(var, "handle")
+                             else tf.compat.v1.assign(var, value))
+            session.run(fixes)
+            again = session.run([reads[n] for n in bad])
+            samples.update({n: np.asarray(v) for n, v in zip(bad, again, strict=True)})
+    result.marks.update(samples)
+    result._graph.update(reads)
 
 
 def unrestored(model: Any, perturbed: Mapping[str, np.ndarray]) -> list[str]:
-    """Names of variables that still hold exactly their perturbed value after a restore."""
-    now = read_values(model)
-    return [n for n, v in perturbed.items() if n in now and np.array_equal(now[n], v)]
+    """Names of perturbed variables whose sampled elements all still hold their perturbed value.
+
+    `perturbed` is what :func:`perturb` returned. Only the SAMPLES sampled elements of each
+    variable are read (see :func:`perturb` for what this cannot see).
+    """
+    if not isinstance(perturbed, Perturbation):  # a plain name -> full value mapping
+        now = read_values(model)
+        return [n for n, v in perturbed.items()
+                if n in now and _same_bits(now[n], np.asarray(v, now[n].dtype))]
+    now = perturbed.samples()
+    return [n for n, v in perturbed.marks.items() if _same_bits(now[n], v)]
 
 
 def call_build(build: Callable[[], Any] | None, fmt: str, info: ModelInfo) -> Any:

@@ -33,10 +33,13 @@ from .models import (
     KERAS,
     MODULE,
     GraphModel,
+    Perturbation,
     RestoreReport,
     describe,
+    perturb,
     run,
     tf_variable,
+    unrestored,
     variables,
 )
 
@@ -601,26 +604,14 @@ def assign_pairs(target: Any, tv: TargetVariables, pairs: Sequence[Pair],
         tf_variable(tv.named[tname]).assign(read(sname))
 
 
-def _values(target: Any, tv: TargetVariables, names: Sequence[str]) -> dict[str, np.ndarray]:
-    if not names:
-        return {}
-    if isinstance(target, GraphModel):
-        got = target.session.run([tv.named[n] for n in names])
-        return {n: np.array(v) for n, v in zip(names, got, strict=True)}
-    return {n: np.array(tv.named[n].numpy()) for n in names}
+def _perturb(target: Any, tv: TargetVariables, names: Sequence[str]) -> Perturbation:
+    """Perturb the float variables about to be restored (and only those); see models.perturb."""
+    return perturb(target, named={n: tv.named[n] for n in dict.fromkeys(names)})
 
 
-def _perturb(target: Any, tv: TargetVariables, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Add noise to the float variables about to be restored (and only those)."""
-    rng = np.random.default_rng(0)
-    noisy: dict[str, np.ndarray] = {}
-    for name, value in _values(target, tv, names).items():
-        if value.size and np.issubdtype(value.dtype, np.inexact):
-            noise = rng.standard_normal(value.shape).astype(value.dtype) + np.asarray(0.5,
-                                                                                     value.dtype)
-            noisy[name] = (value + noise).astype(value.dtype)
-    assign_pairs(target, tv, [(n, n) for n in noisy], noisy.__getitem__)
-    return noisy
+def _unrestored(target: Any, perturbed: Perturbation) -> list[str]:
+    """The perturbed variables whose sampled elements the restore left as they were."""
+    return unrestored(target, perturbed)
 
 
 def restore_variables(
@@ -640,8 +631,10 @@ def restore_variables(
     """Restore `saved` into `target` (or a fresh `build()`) by name; returns the Restored.
 
     The variables about to be restored are perturbed first, so a restore that loads nothing is
-    visible: any of them still holding its perturbed value is reported missing. Variables left
-    out on purpose (outside `only`, skipped mismatches) keep their current values.
+    visible: any of them whose sampled elements all still hold their perturbed values is
+    reported missing (see :func:`models.perturb`: a restore filling only unsampled elements is
+    left to the outputs comparison). Variables left out on purpose (outside `only`, skipped
+    mismatches) are not perturbed and keep their current values exactly.
 
     `load(target, report)` may do the whole restore with the library's own loader
     (``load_weights``) and return how it did, or None to leave it to `assign`;
@@ -669,8 +662,7 @@ def restore_variables(
             assign_pairs(target, tv, plan.pairs, saved.read)
         else:
             how = done
-        now = _values(target, tv, list(noisy))
-        left = [tv.show(n) for n, v in noisy.items() if np.array_equal(now[n], v)]
+        left = [tv.show(n) for n in _unrestored(target, noisy)]
         report.restored = [n for n in report.restored if n not in left]
         report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
     if is_model:

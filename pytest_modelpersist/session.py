@@ -6,15 +6,20 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import golden as golden_files
-from .compare import Tolerance
+from ._lazy import lazy_module
 from .errors import UnknownFormatError
 from .loaders import INPROCESS, LOADERS, loaders_of
 from .registry import FormatRegistry
+
+if TYPE_CHECKING:
+    from . import golden as golden_files
+    from .compare import Tolerance
+else:  # imported when a golden or a tolerance is first needed, not at pytest start-up
+    golden_files = lazy_module("pytest_modelpersist.golden")
 
 MARKER_KEYWORDS = ("formats", "exclude", "loaders", "rtol", "atol", "exact", "golden", "unsafe",
                    "timeout")
@@ -254,7 +259,9 @@ class PersistSession:
                               request.node.nodeid, update=self.update_golden)
         request.addfinalizer(lambda: request.node.user_properties.extend(
             (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
-        return Persist(self.registry.get(param.format),
+        fmt = self.registry.get(param.format)
+        fmt = fmt.resolve() if hasattr(type(fmt), "resolve") else fmt
+        return Persist(fmt,
                        tmp_path=request.getfixturevalue("tmp_path"), options=options,
                        nodeid=request.node.nodeid, golden=golden, loader=param.loader,
                        cache=self.artifact_cache(request))
@@ -271,6 +278,8 @@ class PersistSession:
 
     def tolerance_table(self) -> dict[str, Tolerance]:
         """`persist_tolerances` ini lines: ``float32 = 1e-4, 1e-5`` (dtype = rtol, atol)."""
+        from .compare import Tolerance
+
         table: dict[str, Tolerance] = {}
         for line in self.config.getini("persist_tolerances") or []:
             if not line.strip():
@@ -372,10 +381,10 @@ class PersistSession:
     # ---- summary ---------------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .report import outcome_table
-
         if not (self.outcomes or self.golden_events or self.unused):
             return
+        from .report import outcome_table
+
         terminalreporter.section("modelpersist summary")
         order = sorted(self.outcomes, key=lambda k: (
             self.registry.names().index(k.split("-")[0]) if k.split("-")[0] in self.registry

@@ -1,31 +1,64 @@
-"""The seven built-in formats, registered through the same hook a third party implements."""
+"""The seven built-in formats, registered through the same hook a third party implements.
+
+They are registered as light stand-ins: a format's module (and numpy, TensorFlow) is imported
+only when a test first uses it, so `pytest --help` and collecting a suite that never uses
+`persist` stay fast.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .base import Artifact, BaseFormat, Format, Restored
-from .frozen import FrozenGraphFormat
-from .keras_formats import H5Format, KerasFormat, WeightsH5Format
-from .tf1 import CkptFormat
-from .tf2 import SavedModelFormat, TFCheckpointFormat
-
 if TYPE_CHECKING:
     from ..registry import FormatRegistry
+    from .base import Artifact, BaseFormat, Format, Restored  # noqa: F401
 
-BUILTIN_FORMATS = (
-    CkptFormat,
-    TFCheckpointFormat,
-    H5Format,
-    WeightsH5Format,
-    KerasFormat,
-    SavedModelFormat,
-    FrozenGraphFormat,
-)
+#: name -> (module, class), in registration order.
+BUILTIN = {
+    "ckpt": ("tf1", "CkptFormat"),
+    "tf_checkpoint": ("tf2", "TFCheckpointFormat"),
+    "h5": ("keras_formats", "H5Format"),
+    "weights_h5": ("keras_formats", "WeightsH5Format"),
+    "keras": ("keras_formats", "KerasFormat"),
+    "savedmodel": ("tf2", "SavedModelFormat"),
+    "pb": ("frozen", "FrozenGraphFormat"),
+}
 
-__all__ = ["Artifact", "BaseFormat", "Format", "Restored", "BUILTIN_FORMATS"]
+__all__ = ["Artifact", "BaseFormat", "Format", "Restored", "BUILTIN_FORMATS", "BuiltinFormats"]
+
+
+def _load_class(name: str) -> Any:
+    module, cls = BUILTIN[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+class LazyFormat:
+    """A registered built-in format whose implementation is imported on first use."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._real: Any = None
+
+    def resolve(self) -> Any:
+        """The format object itself (imports its module)."""
+        if self._real is None:
+            self._real = _load_class(self.name)()
+        return self._real
+
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve().save(*args, **kwargs)
+
+    def restore(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve().restore(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:  # kinds, loaders, unsupported, ...
+        return getattr(self.resolve(), attr)
+
+    def __repr__(self) -> str:
+        return f"<persist format {self.name} (built-in)>"
 
 
 class BuiltinFormats:
@@ -33,5 +66,15 @@ class BuiltinFormats:
 
     @pytest.hookimpl
     def pytest_modelpersist_register_formats(self, registry: FormatRegistry) -> None:
-        for fmt in BUILTIN_FORMATS:
-            registry.register(fmt())
+        for name in BUILTIN:
+            registry.register(LazyFormat(name))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BUILTIN_FORMATS":
+        return tuple(_load_class(n) for n in BUILTIN)
+    if name in ("Artifact", "BaseFormat", "Format", "Restored"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

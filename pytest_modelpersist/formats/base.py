@@ -179,8 +179,11 @@ def restore_into_rebuilt(
 ) -> Restored:
     """The shared weights-only restore: build a fresh model, perturb it, fill it, account.
 
-    Perturbing first makes a restore that loads nothing visible; any variable still holding
-    its perturbed value afterwards is reported missing, whatever `fill` claimed.
+    Perturbing first makes a restore that loads nothing visible: every float variable is moved
+    inside TensorFlow and a few elements of each are sampled (models.perturb); any variable
+    whose sampled elements all still hold their perturbed values afterwards is reported
+    missing, whatever `fill` claimed. A restore that fills only unsampled elements of a
+    variable escapes this check; the outputs comparison catches it.
     """
     if target is None:
         target = call_build(build, fmt.name, ModelInfo(artifact.model_kind, artifact.model_kind))

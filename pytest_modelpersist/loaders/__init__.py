@@ -7,17 +7,18 @@ SavedModel through TensorFlow's C API in a process that never imports the `tenso
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # loaded when a loader runs, not when pytest starts
+    np = lazy_module("numpy")
 
 INPROCESS, SUBPROCESS, CAPI = "inprocess", "subprocess", "capi"
 LOADERS = (INPROCESS, SUBPROCESS, CAPI)
@@ -35,6 +36,8 @@ def loaders_of(fmt: Any) -> tuple[str, ...]:
 
 
 def _signal_name(rc: int) -> str:
+    import signal
+
     try:
         return signal.Signals(-rc).name
     except ValueError:
@@ -56,6 +59,10 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
     LoaderError names the format, the artifact and the cause (exit status, crash signal,
     timeout, the child's last error line).
     """
+    import json
+    import subprocess
+    import tempfile
+
     cls = type(fmt)
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
@@ -96,6 +103,8 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
 def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                   timeout: float = DEFAULT_TIMEOUT) -> list[np.ndarray]:
     """Run a `pb` or `savedmodel` artifact through TensorFlow's C API; its outputs."""
+    import tempfile
+
     from ..models import natural_key
     from .capi import CapiLoaderError, run_capi, savedmodel_signature
 
