@@ -215,6 +215,7 @@ INNER_PHASES = (
     ("pytest_modelpersist.formats.base", "call_build", "build"),
     ("pytest_modelpersist.restoring", "_perturb", "verify"),
     ("pytest_modelpersist.restoring", "_values", "verify"),
+    ("pytest_modelpersist.restoring", "_unrestored", "verify"),
     ("pytest_modelpersist.models", "perturb", "verify"),
     ("pytest_modelpersist.models", "unrestored", "verify"),
     ("pytest_modelpersist.formats.base", "perturb", "verify"),

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,14 +303,6 @@ def is_perturbable(value: np.ndarray) -> bool:
 
 #: Elements sampled per variable to tell whether a restore wrote it (first and last included).
 SAMPLES = 64
-#: The perturbation: x -> x + (PERTURB_SHIFT + PERTURB_SCALE * |x|). It moves every element by at
-#: least max(SHIFT, SCALE * |x|): far more than the rounding of any float dtype (bfloat16's step
-#: is |x| / 128 at most), so 0, 1e30 and tiny values all change; it has no fixed point (x >= 0
-#: grows, x < 0 maps to 0.59 x + 0.73), and its odd constants make it unlikely to turn a fresh
-#: model's 0, 1 or -1 into a round value a file might hold. A sampled element that overflows to
-#: inf (or was inf or NaN) is set to PERTURB_SHIFT instead.
-PERTURB_SHIFT = 0.73
-PERTURB_SCALE = 0.41
 
 
 def sample_indices(size: int, samples: int = SAMPLES) -> np.ndarray:
@@ -325,27 +318,28 @@ def _float_dtype(var: Any) -> Any:
     return dtype if (dtype.is_floating or dtype.is_complex) else None
 
 
-def _perturbation(tf: Any, value: Any, dtype: Any) -> Any:
-    """PERTURB_SHIFT + PERTURB_SCALE * |value|, in the variable's dtype (a TF tensor)."""
-    mag = tf.abs(value)
-    if dtype.is_complex:
-        mag = tf.cast(mag, dtype)
-    return mag * tf.constant(PERTURB_SCALE, dtype) + tf.constant(PERTURB_SHIFT, dtype)
+@functools.cache
+def flip_mask(dtype: Any) -> tuple[Any, Any]:
+    """(unsigned TF dtype of the same width, the bits the perturbation flips) of a float dtype.
+
+    The sign bit and the highest mantissa bit (of each part, for complex): a normal x becomes -x
+    times 1.25..1.5 or 0.67..0.75, 0 and subnormals become other (negative) subnormals. The
+    exponent is left alone, so a finite value stays finite.
+    """
+    import ml_dtypes
+
+    tf = import_tensorflow()
+    part = dtype.real_dtype if dtype.is_complex else dtype
+    bits = part.size * 8
+    nmant = int(ml_dtypes.finfo(part.as_numpy_dtype).nmant)
+    uint = {8: tf.uint8, 16: tf.uint16, 32: tf.uint32, 64: tf.uint64}[bits]
+    return uint, np.array((1 << (bits - 1)) | (1 << (nmant - 1)), uint.as_numpy_dtype)
 
 
-def _finite_or_shift(tf: Any, value: Any, dtype: Any) -> Any:
-    """`value` with every inf or NaN element replaced by PERTURB_SHIFT."""
-    if dtype.is_complex:
-        ok = tf.logical_and(tf.math.is_finite(tf.math.real(value)),
-                            tf.math.is_finite(tf.math.imag(value)))
-    else:
-        ok = tf.math.is_finite(value)
-    return tf.where(ok, value, tf.fill(tf.shape(value), tf.constant(PERTURB_SHIFT, dtype)))
-
-
-def _all_finite(sample: np.ndarray) -> bool:
-    wide = sample.astype(np.complex128 if np.iscomplexobj(sample) else np.float64)
-    return bool(np.isfinite(wide).all())
+def _flipped(tf: Any, value: Any, dtype: Any) -> Any:
+    """`value` with the bits of flip_mask flipped: a TF tensor of the same dtype and shape."""
+    uint, mask = flip_mask(dtype)
+    return tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(value, uint), mask), dtype)
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -376,20 +370,17 @@ class Perturbation(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self.marks)
 
-    def samples(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def samples(self) -> dict[str, np.ndarray]:
         """The sampled elements' current values (read again, now)."""
-        names = list(self.marks) if names is None else [n for n in names if n in self.marks]
-        if not names:
+        if not self.marks:
             return {}
         if self._graph:
+            names = list(self._graph)
             got = self.model.session.run([self._graph[n] for n in names])
             return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
         tf = import_tensorflow()
-        out = {}
-        for n in names:
-            var, idx = self._eager[n]
-            out[n] = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
-        return out
+        return {n: np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
+                for n, (var, idx) in self._eager.items()}
 
 
 def perturb(model: Any, *, named: Mapping[str, Any] | None = None,
@@ -399,11 +390,18 @@ def perturb(model: Any, *, named: Mapping[str, Any] | None = None,
     `named` (name -> variable) limits it to those variables (default: all of
     ``variables(model)``); any other variable keeps its value exactly. Only floating (and
     complex) variables with at least one element are perturbed; int and bool ones stay as they
-    are. Each perturbed element x becomes x + 0.73 + 0.41 |x| (see PERTURB_SHIFT), computed inside
-    TensorFlow (no numpy copy of a variable); then up to SAMPLES elements per variable (spread
-    evenly, first and last included) are read back and kept: :func:`unrestored` compares those
-    samples only. `seed` is accepted for compatibility and unused (the perturbation is
-    deterministic).
+    are.
+
+    Each perturbed element has its sign bit and its highest mantissa bit flipped (flip_mask),
+    inside TensorFlow: one XOR pass over the variable, no numpy copy of it, no rounding. So
+    every element changes, bit for bit and numerically, whatever its dtype (float16 and
+    bfloat16 too) or value: x becomes about -1.5 x or -0.7 x (1e30 -> -1.5e30, 1 -> -1.5), 0
+    becomes the dtype's tiny negative subnormal (float32: -5.9e-39), a finite value never
+    becomes inf or NaN, and inf and NaN change bits too. Then up to SAMPLES elements per
+    variable (spread evenly, first and last included) are read back and kept:
+    :func:`unrestored` compares those samples only, bit for bit. `seed` is accepted for
+    compatibility and unused: the perturbation is deterministic (and its own inverse: perturbing
+    twice without a restore between gives back the original values).
 
     Residual risk: a restore that writes only elements outside the samples (a slice of a
     variable, say) is not caught by this check; the comparison of the restored model's outputs
@@ -413,32 +411,26 @@ def perturb(model: Any, *, named: Mapping[str, Any] | None = None,
     tf = import_tensorflow()
     named = variables(model) if named is None else named
     result = Perturbation(model)
-    chosen = {n: v for n, v in named.items() if _float_dtype(tf_variable(v)) is not None}
-    if not chosen:
-        return result
     if isinstance(model, GraphModel):
-        _perturb_graph(tf, model, chosen, result)
-    else:
-        _perturb_eager(tf, chosen, result)
-    return result
-
-
-def _perturb_eager(tf: Any, chosen: Mapping[str, Any], result: Perturbation) -> None:
-    for name, v in chosen.items():
+        chosen = {n: v for n, v in named.items() if _float_dtype(v) is not None}
+        if chosen:
+            _perturb_graph(tf, model, chosen, result)
+        return result
+    for name, v in named.items():
         var = tf_variable(v)
         dtype = _float_dtype(var)
+        if dtype is None:
+            continue
         shape = var.shape
         size = shape.num_elements() if shape.is_fully_defined() else int(tf.size(var))
         if not size:
             continue
-        var.assign_add(_perturbation(tf, var, dtype), read_value=False)
+        flipped = _flipped(tf, var.read_value(), dtype)
+        var.assign(flipped, read_value=False)
         idx = sample_indices(size)
-        sample = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
-        if not _all_finite(sample):  # overflowed to inf, or was inf/NaN: make it finite
-            var.assign(_finite_or_shift(tf, var.read_value(), dtype), read_value=False)
-            sample = np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
-        result.marks[name] = sample
+        result.marks[name] = np.asarray(tf.gather(tf.reshape(flipped, [-1]), idx).numpy())
         result._eager[name] = (var, idx)
+    return result
 
 
 def _perturb_graph(tf: Any, model: GraphModel, chosen: Mapping[str, Any],
@@ -455,38 +447,26 @@ def _perturb_graph(tf: Any, model: GraphModel, chosen: Mapping[str, Any],
         for name, var in chosen.items():
             if not sizes[name]:
                 continue
-            dtype = _float_dtype(var)
-            delta = _perturbation(tf, var, dtype)
-            ops.append(var.assign_add(delta, read_value=False) if hasattr(var, "handle")
-                       else tf.compat.v1.assign_add(var, delta))
+            value = _flipped(tf, tf.identity(var), _float_dtype(var))
+            ops.append(var.assign(value, read_value=False) if hasattr(var, "handle")
+                       else tf.compat.v1.assign(var, value))
             reads[name] = tf.gather(tf.reshape(var, [-1]), sample_indices(sizes[name]))
         if not reads:
             return
         session.run(ops)
         got = session.run(list(reads.values()))
-        samples = {n: np.asarray(v) for n, v in zip(reads, got, strict=True)}
-        bad = [n for n, s in samples.items() if not _all_finite(s)]
-        if bad:  # overflowed to inf, or was inf/NaN: make those finite
-            fixes = []
-            for name in bad:
-                var, dtype = chosen[name], _float_dtype(chosen[name])
-                value = _finite_or_shift(tf, tf.identity(var), dtype)
-                fixes.append(var.assign(value, read_value=False) if hasattr(var, "handle")
-                             else tf.compat.v1.assign(var, value))
-            session.run(fixes)
-            again = session.run([reads[n] for n in bad])
-            samples.update({n: np.asarray(v) for n, v in zip(bad, again, strict=True)})
-    result.marks.update(samples)
+    result.marks.update({n: np.asarray(v) for n, v in zip(reads, got, strict=True)})
     result._graph.update(reads)
 
 
 def unrestored(model: Any, perturbed: Mapping[str, np.ndarray]) -> list[str]:
     """Names of perturbed variables whose sampled elements all still hold their perturbed value.
 
-    `perturbed` is what :func:`perturb` returned. Only the SAMPLES sampled elements of each
-    variable are read (see :func:`perturb` for what this cannot see).
+    `perturbed` is what :func:`perturb` returned (a plain name -> full value mapping is compared
+    whole). Only the SAMPLES sampled elements of each variable are read (see :func:`perturb`
+    for what this cannot see).
     """
-    if not isinstance(perturbed, Perturbation):  # a plain name -> full value mapping
+    if not isinstance(perturbed, Perturbation):
         now = read_values(model)
         return [n for n, v in perturbed.items()
                 if n in now and _same_bits(now[n], np.asarray(v, now[n].dtype))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -188,6 +189,11 @@ def test_every_sampled_element_changes_in_every_float_dtype(dtype):
     after = module.v.numpy().astype(np.float64)
     assert np.all(np.isfinite(after))
     assert not np.any(after == before), before[after == before]
+    nonzero = before != 0
+    assert np.all(np.sign(after[nonzero]) == -np.sign(before[nonzero]))  # a real move
+    normal = np.abs(before) >= float(ml_dtypes.finfo(getattr(ml_dtypes, dtype, dtype)).tiny)
+    ratio = np.abs(after[normal] / before[normal])  # (a subnormal moves further)
+    assert np.all((ratio > 0.6) & (ratio < 1.6))
     sample = marks["v"].astype(np.float64)
     assert len(sample) == SAMPLES
     assert not np.any(sample == before[sample_indices(before.size)])
@@ -209,13 +215,17 @@ def test_constant_values_change(dtype, kind):
     assert unrestored(module, marks) == []
 
 
-def test_overflow_inf_and_nan_become_finite_so_a_restore_of_them_is_seen():
+def test_extremes_stay_finite_and_inf_and_nan_change_bits():
     module = tf.Module()
-    module.v = tf.Variable(np.array([3e38, np.inf, -np.inf, np.nan, 1.0], np.float32))
-    module.h = tf.Variable(np.array([6.5e4, 1.0], np.float16))
+    module.v = tf.Variable(np.array([3.4e38, -3.4e38, 1e-45, np.inf, -np.inf, np.nan, 1.0],
+                                    np.float32))
+    module.h = tf.Variable(np.array([6.5e4, -6.5e4, 6e-8, 1.0], np.float16))
     saved = {"v": module.v.numpy().copy(), "h": module.h.numpy().copy()}
     marks = perturb(module)
-    assert np.all(np.isfinite(module.v.numpy())) and np.all(np.isfinite(module.h.numpy()))
+    assert np.all(np.isfinite(module.v.numpy()[:3])) and np.all(np.isfinite(module.h.numpy()))
+    for name in ("v", "h"):
+        now = getattr(module, name).numpy()
+        assert all(bits(a) != bits(b) for a, b in zip(now, saved[name], strict=True)), name
     assert sorted(unrestored(module, marks)) == ["h", "v"]
     module.v.assign(saved["v"])
     module.h.assign(saved["h"])

@@ -188,13 +188,14 @@ def restore_into_rebuilt(
     if target is None:
         target = call_build(build, fmt.name, ModelInfo(artifact.model_kind, artifact.model_kind))
     ensure_built(target, artifact)
-    perturbed = perturb(target)
+    named = variables(target)
+    perturbed = perturb(target, named=named)
     report = fill(target)
     if report.complete:
         # What the loader claims to have filled but still holds its perturbed value.
         left = [n for n in unrestored(target, perturbed) if n not in report.skipped]
         if not report.restored:
-            report.restored = [n for n in variables(target) if n not in report.skipped]
+            report.restored = [n for n in named if n not in report.skipped]
         report.restored = [n for n in report.restored if n not in left]
         report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
     return Restored(artifact, target, lambda args: run(target, args), report, how=how)
