@@ -98,7 +98,7 @@ def inputs_checksum(inputs: Sequence[np.ndarray]) -> str:
     for x in inputs:
         x = np.ascontiguousarray(x)
         crc = zlib.crc32(f"{x.dtype.str}{x.shape}".encode(), crc)
-        crc = zlib.crc32(memoryview(x).cast("B") if x.size else b"", crc)
+        crc = zlib.crc32(memoryview(x).cast("B") if x.size else b"", crc)  # type: ignore[arg-type]
     return f"crc32:{crc:08x}"
 
 
@@ -365,7 +365,8 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **dict(zip(names, arrays, strict=True)))
+            members: dict[str, Any] = dict(zip(names, arrays, strict=True))
+            np.savez(fh, **members)
             fh.flush()
             os.fsync(fh.fileno())
         with zipfile.ZipFile(tmp) as zf:

@@ -260,7 +260,8 @@ class PersistSession:
         request.addfinalizer(lambda: request.node.user_properties.extend(
             (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
         fmt = self.registry.get(param.format)
-        fmt = fmt.resolve() if hasattr(type(fmt), "resolve") else fmt
+        resolve = getattr(type(fmt), "resolve", None)
+        fmt = resolve(fmt) if resolve is not None else fmt
         return Persist(fmt,
                        tmp_path=request.getfixturevalue("tmp_path"), options=options,
                        nodeid=request.node.nodeid, golden=golden, loader=param.loader,
