@@ -295,10 +295,6 @@ def read_values(model: Any) -> dict[str, np.ndarray]:
     return {k: np.array(v.numpy()) for k, v in named.items()}
 
 
-def is_perturbable(value: np.ndarray) -> bool:
-    return value.size > 0 and np.issubdtype(value.dtype, np.inexact)
-
-
 # ---- perturbing before a restore, and telling afterwards what the restore left alone ----------
 
 #: Elements sampled per variable to tell whether a restore wrote it (first and last included).

@@ -46,7 +46,6 @@ from .models import (
 if TYPE_CHECKING:
     from .formats.base import Artifact, Restored
 
-Saved = Mapping[str, tuple[tuple[int, ...], Any]]  # name in the file -> (shape, dtype)
 Pair = tuple[str, str]  # (saved name, target variable name)
 
 #: Suffix of a value's key in an object-based (TF2) checkpoint.
@@ -673,25 +672,3 @@ def restore_variables(
             raise TypeError("the restore target is a collection of variables, not a model: "
                             "read the variables instead of calling the restored object")
     return Restored(artifact, target, runner, report, how=how)
-
-
-# ---- the simple same-name restore (kept for formats and plugins that use it) ---------------
-
-
-def match_by_name(target: Any, saved: Saved) -> RestoreReport:
-    """Pair the target's variables with saved values of the same name, assigning nothing.
-
-    `restored` lists the pairs that can be assigned; a target variable with no saved value is
-    missing, a saved value no variable takes is unused, a shape or dtype difference is a
-    mismatch naming both.
-    """
-    tv = TargetVariables(variables(target))
-    return plan_restore(tv, SavedVariables(dict(saved), lambda n: np.zeros(0))).report
-
-
-def assign_by_name(target: Any, saved: Saved, read: Callable[[str], np.ndarray]) -> RestoreReport:
-    """Assign each variable of `target` the saved value of the same name (see match_by_name)."""
-    tv = TargetVariables(variables(target))
-    plan = plan_restore(tv, SavedVariables(dict(saved), read))
-    assign_pairs(target, tv, plan.pairs, read)
-    return plan.report

@@ -168,11 +168,6 @@ def read_legacy_h5(path: Path) -> SavedVariables:
     return SavedVariables(entries, read, source=str(path))
 
 
-def read_weights_h5(path: Path) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Every dataset of a `.weights.h5` as path -> (shape, dtype), read with h5py."""
-    return read_weights_file(path).entries
-
-
 def read_weights_file(file: Any, *, source: str | None = None) -> SavedVariables:
     """A Keras 3 `.weights.h5` (a path or a file object) as SavedVariables named by dataset
     path (``layers/dense/vars/0``), the names `models.variables` gives Keras variables."""
