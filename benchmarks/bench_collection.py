@@ -71,7 +71,7 @@ def make_project(root: Path, tests: int, modules: int) -> None:
         while i < n:
             kind = i % 10
             if kind == 8 and n - i >= 2:  # one parametrized function = 2 tests
-                lines += [f"@pytest.mark.parametrize('v', [1, 2])",
+                lines += ["@pytest.mark.parametrize('v', [1, 2])",
                           f"def test_param_{i}(v):", "    assert v > 0", ""]
                 i += 2
                 continue

@@ -1,4 +1,4 @@
-"""Freeze + write + load + first run of a frozen graph: naive TF recipe vs freezing.py vs floor.
+"""Freeze + write + load + first run of a frozen graph: naive TF recipe vs formats/pb vs floor.
 
     python benchmarks/bench_freeze.py [--units 2048 --layers 4 --repeat 3]
 
@@ -9,7 +9,7 @@ running it once:
 * naive: ``convert_variables_to_constants_v2(fn)`` + ``.graph.as_graph_def()``,
   ``SerializeToString`` + write; read + ``ParseFromString``, ``import_graph_def``, first
   ``Session.run`` with the default config (Grappler on).
-* ours: ``freezing.freeze_function`` + ``FrozenGraph.write``; ``read_graph_def`` (with its
+* ours: ``formats.pb.freeze_function`` + ``FrozenGraph.write``; ``read_graph_def`` (with its
   checks); ``run_graph_def(grappler=False)`` (import + session + first run).
 * floor: the work none of them can avoid: read the variables into numpy, write their raw bytes;
   read + ``ParseFromString`` the `.pb`, ``import_graph_def``, first run with the cheapest
@@ -111,7 +111,7 @@ def worker(variant: str, units: int, layers: int, workdir: Path) -> dict[str, An
         t.update(freeze=t1 - t0, write=t2 - t1, read=t3 - t2, import_=t4 - t3, run=t5 - t4)
         np.testing.assert_allclose(y, expected, rtol=1e-5)
     elif variant == "ours":
-        from pytest_modelpersist import freezing
+        from pytest_modelpersist.formats import pb as freezing
 
         t0 = clock()
         frozen = freezing.freeze_function(fn)
@@ -126,7 +126,7 @@ def worker(variant: str, units: int, layers: int, workdir: Path) -> dict[str, An
         np.testing.assert_allclose(y, expected, rtol=1e-5)
         assert not frozen.variable_ops(), frozen.variable_ops()
     elif variant == "floor":
-        from pytest_modelpersist import freezing
+        from pytest_modelpersist.formats import pb as freezing
 
         # a .pb to load, made untimed
         freezing.freeze_function(fn).write(path)

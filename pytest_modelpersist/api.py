@@ -267,7 +267,7 @@ class Persist:
         fails the test if variable ops remain besides the excluded ones.
         """
         __tracebackhide__ = True
-        from . import freezing
+        from .formats import pb as freezing
         from .models import GraphModel, concrete_function
 
         info = self._model_info(model)
@@ -279,15 +279,7 @@ class Persist:
             else:
                 frozen = freezing.freeze_function(concrete_function(model, inputs), keep=keep,
                                                   exclude=exclude)
-        kept = {k.split(":")[0] for k in frozen.kept_variables}
-        nodes = {n.name: n for n in frozen.graph_def.node}
-
-        def on_purpose(name: str) -> bool:  # a kept variable, or an op reading one
-            node = nodes.get(name)
-            inputs = [i.lstrip("^").split(":")[0] for i in getattr(node, "input", [])]
-            return name in kept or any(i in kept for i in inputs)
-
-        left = [n for n in frozen.variable_ops() if not on_purpose(n)]
+        left = freezing.unexpected_variable_ops(frozen.graph_def, frozen.kept_variables)
         if left:
             pytest.fail(f"[{self.format}] the frozen graph of the {info.detail} still holds "
                         f"variable ops: {', '.join(left[:10])}", pytrace=False)

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
 import re
 import sys
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._atomic import atomic_write
 from ._lazy import lazy_module
 from .errors import PersistFailure
 
@@ -327,31 +327,6 @@ def golden_lock(sidecar: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through `write(fileobj)` into a temp file beside `path`, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence[str],
                  test: str, inputs_crc: str | None) -> Golden:
     """Record a golden atomically (call under golden_lock); returns it as read back."""
@@ -361,24 +336,17 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     if any(a.dtype.hasobject for a in arrays):
         raise GoldenError(f"golden {sidecar}: object arrays cannot be stored safely")
     stem = sidecar.name[: -len(SIDECAR_SUFFIX)]
-    fd, tmp_name = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{stem[:40]}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            members: dict[str, Any] = dict(zip(names, arrays, strict=True))
-            np.savez(fh, **members)
-            fh.flush()
-            os.fsync(fh.fileno())
+    members: dict[str, Any] = dict(zip(names, arrays, strict=True))
+    crcs: dict[str, str] = {}
+
+    def content_addressed(tmp: Path) -> Path:  # the arrays' name comes from their CRCs
         with zipfile.ZipFile(tmp) as zf:
-            crcs = {i.filename[:-4]: f"{i.CRC:08x}" for i in zf.infolist()}
+            crcs.update({i.filename[:-4]: f"{i.CRC:08x}" for i in zf.infolist()})
         content = hashlib.sha256("".join(crcs[n] for n in names).encode()).hexdigest()[:12]
-        arrays_path = sidecar.parent / f"{stem}.{content}.npz"
-        os.replace(tmp, arrays_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(sidecar.parent)
+        return sidecar.parent / f"{stem}.{content}.npz"
+
+    arrays_path = atomic_write(sidecar.parent / f"{stem}.npz",
+                               lambda fh: np.savez(fh, **members), rename_to=content_addressed)
     previous = None
     with contextlib.suppress(GoldenError, OSError, ValueError, KeyError):
         previous = json.loads(sidecar.read_text()).get("arrays")
@@ -392,7 +360,7 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
                                                                          strict=True)},
     }
     text = dumps_readable(doc)
-    _atomic_write(sidecar, lambda fh: fh.write(text.encode()))
+    atomic_write(sidecar, lambda fh: fh.write(text.encode()))
     if previous and previous != arrays_path.name:
         with contextlib.suppress(OSError):
             (sidecar.parent / Path(previous).name).unlink()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ._names import ALL, split_names
 from .errors import UnknownFormatError
 
 if TYPE_CHECKING:
     from .formats.base import Format
-
-ALL = "all"
 
 
 class FormatRegistry:
@@ -50,8 +49,7 @@ class FormatRegistry:
 
     def parse(self, spec: str | Iterable[str]) -> list[str]:
         """Turn 'ckpt,h5' / 'all' / a list of names into known names, in registry order."""
-        items = spec.split(",") if isinstance(spec, str) else list(spec)
-        names = [s.strip() for s in items if s and s.strip()]
+        names = split_names(spec)
         if ALL in names:
             return self.names()
         for name in names:

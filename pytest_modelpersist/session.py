@@ -12,7 +12,7 @@ import pytest
 
 from ._lazy import lazy_module
 from .errors import UnknownFormatError
-from .loaders import INPROCESS, LOADERS, loaders_of
+from .loaders import INPROCESS, loaders_of, parse_loaders
 from .registry import FormatRegistry
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class PersistSession:
                 f"{', '.join(self.registry.names())} (or 'all')"
             )
         spec = self.config.getoption("persist_loaders") or self.config.getini("persist_loaders")
-        self.loaders = self._parse_loaders(spec, "--persist-loaders" if self.config.getoption(
+        self.loaders = parse_loaders(spec, "--persist-loaders" if self.config.getoption(
             "persist_loaders") else "ini option persist_loaders", error=pytest.UsageError)
         if (self.update_golden and running_on_ci()
                 and not self.config.getoption("allow_update_golden_on_ci")):
@@ -116,18 +116,6 @@ class PersistSession:
                 "reviewed. Record them locally and commit them, or add "
                 "--allow-update-golden-on-ci if this job really should write them."
             )
-
-    @staticmethod
-    def _parse_loaders(spec: Any, source: str, *, error: Any) -> list[str]:
-        items = spec.split(",") if isinstance(spec, str) else list(spec or [])
-        names = [s.strip() for s in items if s and s.strip()]
-        if "all" in names:
-            return list(LOADERS)
-        unknown = [n for n in names if n not in LOADERS]
-        if unknown or not names:
-            raise error(f"{source}: unknown loader(s) {', '.join(unknown) or '(none)'}; "
-                        f"known loaders: {', '.join(LOADERS)}")
-        return [n for n in LOADERS if n in names]
 
     def golden_dir(self, module_path: Path) -> Path:
         return golden_files.golden_dir_for(module_path, rootdir=self.config.rootpath,
@@ -178,7 +166,7 @@ class PersistSession:
         if opts.get("loaders") is not None:
             wanted = opts["loaders"]
             try:
-                wanted = self._parse_loaders([wanted] if isinstance(wanted, str) else wanted,
+                wanted = parse_loaders([wanted] if isinstance(wanted, str) else wanted,
                                              "@pytest.mark.persist(loaders=...)",
                                              error=ValueError)
             except ValueError as exc:

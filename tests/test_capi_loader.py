@@ -362,7 +362,7 @@ def test_wrong_feed_dtype_is_a_tf_error(keras_pb, tmp_path):
 
 def test_timeout(keras_pb, tmp_path):
     path, (inp, out) = keras_pb
-    with pytest.raises(CapiLoaderError, match=r"timed out \(timeout=0.001 s\)") as exc:
+    with pytest.raises(CapiLoaderError, match=r"timed out after 0.001 s") as exc:
         run_capi("pb", path, {inp: _x()}, [out], workdir=tmp_path, timeout=0.001)
     assert str(path) in str(exc.value)
 
@@ -408,3 +408,29 @@ def test_runner_usage_error():
     proc = subprocess.run([sys.executable, str(capi.RUNNER)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage" in proc.stderr
+
+
+# ---------------------------------------------------------------- run_with_capi by files, not names
+
+
+@pytest.mark.parametrize("which", ["graphdef", "savedmodel"])
+def test_run_with_capi_follows_the_files_not_the_format_name(
+        which, keras_model, keras_pb, keras_savedmodel, tmp_path):
+    """A third-party format (any name) whose files are a GraphDef or a SavedModel runs."""
+    from pytest_modelpersist.formats.base import Artifact
+    from pytest_modelpersist.loaders import LoaderError, run_with_capi
+
+    if which == "graphdef":
+        path, (inp, out) = keras_pb
+        artifact = Artifact("my_graph", path, path.parent, "keras",
+                            {"inputs": [inp], "outputs": [out]})
+    else:
+        artifact = Artifact("my_export", keras_savedmodel, keras_savedmodel.parent, "keras", {})
+    (got,) = run_with_capi(artifact, [_x()], timeout=120)
+    npt.assert_allclose(got, keras_model(_x()).numpy(), rtol=RTOL, atol=1e-6)
+
+    odd = Artifact("my_weights", tmp_path / "w.bin", tmp_path, "keras", {})
+    (tmp_path / "w.bin").write_bytes(b"not a graph")
+    with pytest.raises(LoaderError, match=r"\[my_weights\] .*w.bin: the C API loader reads a "
+                                          "SavedModel directory, or a GraphDef file"):
+        run_with_capi(odd, [_x()], timeout=120)

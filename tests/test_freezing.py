@@ -1,4 +1,4 @@
-"""freezing.py: freeze Keras models, tf.Modules and TF1 session graphs into GraphDefs, write them
+"""formats/pb: freeze Keras models, tf.Modules and TF1 session graphs into GraphDefs, write them
 as .pb / .pbtxt, read them back and run them. Real TensorFlow, real files; every expected value
 comes from running the ORIGINAL model."""
 
@@ -21,14 +21,15 @@ if not tensorflow_available():  # pragma: no cover
 tf = import_tensorflow()  # quietly: no oneDNN/absl lines on stderr
 keras = import_keras()
 
-from pytest_modelpersist import freezing  # noqa: E402
-from pytest_modelpersist.freezing import (  # noqa: E402
+from pytest_modelpersist.formats.pb import (  # noqa: E402
     FrozenGraph,
     GraphTooLargeError,
     freeze_function,
     freeze_session,
+    freeze_v2,
     read_graph_def,
     run_graph_def,
+    size,
 )
 
 RTOL, ATOL = 1e-6, 1e-7
@@ -319,12 +320,12 @@ def test_variable_ops_follows_function_calls():
 
 
 def test_graph_too_large_is_refused_before_reading_values(keras_fn, monkeypatch, tmp_path):
-    monkeypatch.setattr(freezing, "GRAPHDEF_LIMIT", 100)  # the Dense weights are 200 bytes
+    monkeypatch.setattr(size, "GRAPHDEF_LIMIT", 100)  # the Dense weights are 200 bytes
 
     def no_reads(*args, **kwargs):
         raise AssertionError("variable values read before the size check")
 
-    monkeypatch.setattr(freezing, "_as_numpy", no_reads)
+    monkeypatch.setattr(freeze_v2, "_as_numpy", no_reads)
     with pytest.raises(GraphTooLargeError) as info:
         freeze_function(keras_fn)
     message = str(info.value)
@@ -337,8 +338,8 @@ def test_graph_too_large_is_refused_before_reading_values(keras_fn, monkeypatch,
 def test_graph_too_large_counts_only_frozen_values(keras_fn, monkeypatch):
     # the estimate is the graph's own size plus the frozen values: 200 bytes of weights, of
     # which d1/kernel (3 x 8 float32) is 96
-    graph_bytes = freezing.estimate_graph_bytes(keras_fn.graph.as_graph_def())
-    monkeypatch.setattr(freezing, "GRAPHDEF_LIMIT", graph_bytes + 150)
+    graph_bytes = size.estimate_graph_bytes(keras_fn.graph.as_graph_def())
+    monkeypatch.setattr(size, "GRAPHDEF_LIMIT", graph_bytes + 150)
     with pytest.raises(GraphTooLargeError):
         freeze_function(keras_fn)
     frozen = freeze_function(keras_fn, exclude=["d1/kernel"])
@@ -347,7 +348,7 @@ def test_graph_too_large_counts_only_frozen_values(keras_fn, monkeypatch):
 
 def test_graph_too_large_session_and_write(seed_session, monkeypatch, tmp_path):
     frozen = freeze_session(seed_session, ["add"])
-    monkeypatch.setattr(freezing, "GRAPHDEF_LIMIT", 4)  # two float32[1] variables: 8 bytes
+    monkeypatch.setattr(size, "GRAPHDEF_LIMIT", 4)  # two float32[1] variables: 8 bytes
     with pytest.raises(GraphTooLargeError, match="savedmodel"):
         freeze_session(seed_session, ["add"])
     path = tmp_path / "big.pb"

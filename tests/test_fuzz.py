@@ -11,7 +11,7 @@ in the gitignored `.hypothesis/`).
 * golden files (golden.py): write -> read round trip of random dtypes and shapes; randomly
   mutated arrays or sidecar bytes, and random sidecar documents, either raise GoldenError
   naming the file or give back exactly the written arrays;
-* frozen graphs (freezing.py, the `pb` format): mutated bytes of a real frozen graph checked
+* frozen graphs (formats/pb, the `pb` format): mutated bytes of a real frozen graph checked
   through `persist.check`, in a subprocess (a TensorFlow abort would kill pytest): a failure
   naming [pb], the file and the cause, or a pass when the mutant's outputs are identical —
   never a crash, a hang or a raw exception.

@@ -124,7 +124,7 @@ def test_freeze_keras_and_graph_models_structure_and_files(tmp_path, x4):
     model = model_zoo.randomize(model_zoo.functional())
     frozen = persist.freeze(model, x4)
     assert frozen.variable_ops() == [] and frozen.inputs == ["x:0"]
-    from pytest_modelpersist import freezing
+    from pytest_modelpersist.formats import pb as freezing
 
     for name, as_text in (("m.pb", False), ("m.pbtxt", True)):
         path = frozen.write(tmp_path / name, as_text=as_text)

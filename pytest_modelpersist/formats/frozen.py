@@ -18,7 +18,7 @@ class FrozenGraphFormat(BaseFormat):
     description = "frozen GraphDef .pb, import_graph_def and run by tensor name ('x:0')"
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
-        from .. import freezing
+        from . import pb as freezing
 
         if isinstance(model, GraphModel):
             frozen = freezing.freeze_session(model.session, model.output_names,
@@ -32,8 +32,8 @@ class FrozenGraphFormat(BaseFormat):
     def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
                 grappler: bool = False, safe_mode: bool = True, **options: Any) -> Restored:
         """Read and import the graph; with `safe_mode` (the default), refuse a graph holding
-        ops that read or write files or run Python (freezing.unsafe_ops) before running it."""
-        from .. import freezing
+        ops that read or write files or run Python (pb.unsafe_ops) before running it."""
+        from . import pb as freezing
 
         graph_def = freezing.read_graph_def(artifact.path)
         found = freezing.unsafe_ops(graph_def) if safe_mode else []

@@ -232,17 +232,14 @@ def checkpoint_steps(directory: Path) -> dict[int, str]:
 
 def write_checkpoint_state(directory: Path, latest: str, all_paths: Sequence[str]) -> Path:
     """Write the `checkpoint` state file (relative paths), atomically; returns its path."""
-    import os
-
     from google.protobuf import text_format
     from tensorflow.python.checkpoint.checkpoint_management import CheckpointState
 
+    from .._atomic import atomic_write
+
     state = CheckpointState(model_checkpoint_path=latest, all_model_checkpoint_paths=all_paths)
     path = Path(directory) / "checkpoint"
-    tmp = path.with_name(".checkpoint.tmp")
-    tmp.write_text(text_format.MessageToString(state))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: f.write(text_format.MessageToString(state).encode()))
 
 
 def _available(directory: Path) -> list[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._lazy import lazy_module
+from .._names import ALL, split_names
+from .process import LoaderError, run_child, tail
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,28 +28,24 @@ DEFAULT_TIMEOUT = 300.0
 RUNNER = Path(__file__).with_name("subprocess_runner.py")
 
 
-class LoaderError(RuntimeError):
-    """A loader process failed, crashed or timed out."""
-
-
 def loaders_of(fmt: Any) -> tuple[str, ...]:
     """The loaders a format supports (a format may declare `loaders`; default: in-process)."""
     return tuple(getattr(fmt, "loaders", (INPROCESS,)))
 
 
-def _signal_name(rc: int) -> str:
-    import signal
+def parse_loaders(spec: Any, source: str, *, error: type[Exception]) -> list[str]:
+    """'inprocess,capi' / 'all' / a list -> known loader names in LOADERS order.
 
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
-def _tail(text: str, n: int = 1500) -> str:
-    lines = [ln for ln in text.splitlines() if ln.strip() and "I0000" not in ln
-             and "absl::InitializeLog" not in ln]
-    return "\n".join(lines)[-n:]
+    Raises ``error`` naming ``source`` (the option or marker) for unknown names or none.
+    """
+    names = split_names(spec)
+    if ALL in names:
+        return list(LOADERS)
+    unknown = [n for n in names if n not in LOADERS]
+    if unknown or not names:
+        raise error(f"{source}: unknown loader(s) {', '.join(unknown) or '(none)'}; "
+                    f"known loaders: {', '.join(LOADERS)}")
+    return [n for n in LOADERS if n in names]
 
 
 def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
@@ -60,7 +58,6 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
     timeout, the child's last error line).
     """
     import json
-    import subprocess
     import tempfile
 
     cls = type(fmt)
@@ -81,43 +78,45 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         what = f"[{artifact.format}] subprocess loader for {artifact.path}"
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", str(RUNNER), str(work / "request.json")],
-                cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise LoaderError(f"{what}: timed out after {timeout:g} s (the process was killed);"
-                              " raise it with --persist-timeout") from None
-        if proc.returncode < 0:
-            raise LoaderError(f"{what}: the process crashed with {_signal_name(proc.returncode)}"
-                              f"\n{_tail(proc.stderr)}")
+        proc = run_child([sys.executable, "-I", str(RUNNER), str(work / "request.json")],
+                         what=what, timeout=timeout, cwd=work, env=env)
         if proc.returncode != 0:
             raise LoaderError(f"{what}: restore failed in a fresh interpreter (the test's code "
-                              f"is not importable there): {_tail(proc.stderr)}")
+                              f"is not importable there): {tail(proc.stderr)}")
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
             return [npz[f"output_{i}"] for i in range(len(npz.files))]
 
 
 def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                   timeout: float = DEFAULT_TIMEOUT) -> list[np.ndarray]:
-    """Run a `pb` or `savedmodel` artifact through TensorFlow's C API; its outputs."""
+    """Run an artifact through TensorFlow's C API; its outputs.
+
+    Which C API call loads it follows from its files, whatever the format is called: a
+    SavedModel directory (``saved_model.pb`` inside; fed and fetched through the signature
+    named by ``meta["signature"]``, default ``serving_default``) or a GraphDef file (fed and
+    fetched by the tensor names in ``meta["inputs"]`` / ``meta["outputs"]``).
+    """
     import tempfile
 
     from ..models import natural_key
     from .capi import CapiLoaderError, run_capi, savedmodel_signature
 
-    if artifact.format == "pb":
-        feeds_names, fetches = artifact.meta["inputs"], artifact.meta["outputs"]
-        kind, path = "pb", artifact.path
-    elif artifact.format == "savedmodel":
-        sig_in, sig_out = savedmodel_signature(artifact.path)
+    path = Path(artifact.path)
+    if (path / "saved_model.pb").is_file():
+        try:
+            sig_in, sig_out = savedmodel_signature(
+                path, artifact.meta.get("signature", "serving_default"))
+        except CapiLoaderError as exc:
+            raise LoaderError(f"[{artifact.format}] {exc}") from None
         feeds_names = [sig_in[k] for k in sorted(sig_in, key=natural_key)]
         fetches = [sig_out[k] for k in sorted(sig_out, key=natural_key)]
-        kind, path = "savedmodel", artifact.path
+        kind = "savedmodel"
+    elif path.is_file() and {"inputs", "outputs"} <= set(artifact.meta):
+        feeds_names, fetches, kind = artifact.meta["inputs"], artifact.meta["outputs"], "pb"
     else:
-        raise LoaderError(f"[{artifact.format}] the C API loader reads pb and savedmodel only")
+        raise LoaderError(f"[{artifact.format}] {path}: the C API loader reads a SavedModel "
+                          "directory, or a GraphDef file whose artifact names its input and "
+                          "output tensors (meta 'inputs'/'outputs')")
     if len(feeds_names) != len(inputs):
         raise LoaderError(f"[{artifact.format}] {path} takes {len(feeds_names)} inputs "
                           f"({feeds_names}), got {len(inputs)}")

@@ -12,14 +12,13 @@ import importlib.util
 import json
 import os
 import pathlib
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .process import LoaderError, run_child, tail
 
 __all__ = [
     "CapiLoaderError",
@@ -31,10 +30,9 @@ __all__ = [
 
 RUNNER = pathlib.Path(__file__).with_name("capi_runner.py")
 _LIBS = ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2")
-_STDERR_TAIL = 2000
 
 
-class CapiLoaderError(RuntimeError):
+class CapiLoaderError(LoaderError):
     """Loading or running a model through the TensorFlow C API failed."""
 
 
@@ -59,31 +57,6 @@ def tf_lib_dir() -> pathlib.Path:
     raise CapiLoaderError(
         f"TensorFlow C API libraries {', '.join(_LIBS)} not found in {', '.join(tried)}"
     )
-
-
-def _signal_name(rc: int) -> str:
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
-_NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()",)
-
-
-def _is_noise(line: str) -> bool:
-    # absl INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on")
-    # are printed even with TF_CPP_MIN_LOG_LEVEL=2; keep warnings and errors.
-    if line.startswith(_NOISE_PREFIXES):
-        return True
-    return len(line) > 5 and line[0] == "I" and line[1:5].isdigit() and line[5] == " "
-
-
-def _tail(text: str) -> str:
-    text = "\n".join(ln for ln in text.splitlines() if not _is_noise(ln)).strip()
-    if len(text) > _STDERR_TAIL:
-        text = "..." + text[-_STDERR_TAIL:]
-    return text
 
 
 def run_capi(
@@ -141,36 +114,17 @@ def run_capi(
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     cmd = [sys.executable, str(RUNNER), str(request_json)]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, env=env, cwd=str(workdir), capture_output=True, text=True,
-            errors="replace", timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raw = exc.stderr or b""
-        stderr = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        msg = f"{what}: timed out (timeout={timeout:g} s); the runner process was killed"
-        if stderr.strip():
-            msg += f"\nrunner stderr:\n{_tail(stderr)}"
-        raise CapiLoaderError(msg) from None
-    elapsed = time.perf_counter() - t0
-
-    if proc.returncode < 0:
-        raise CapiLoaderError(
-            f"{what}: runner crashed with {_signal_name(proc.returncode)} "
-            f"(exit code {proc.returncode}) after {elapsed:.2f} s\n"
-            f"runner stderr:\n{_tail(proc.stderr)}"
-        )
+    proc = run_child(cmd, what=what, timeout=timeout, error=CapiLoaderError, env=env,
+                     cwd=str(workdir))
     if proc.returncode != 0:
         raise CapiLoaderError(
             f"{what}: runner exited with code {proc.returncode}\n"
-            f"runner stderr:\n{_tail(proc.stderr)}"
+            f"runner stderr:\n{tail(proc.stderr)}"
         )
     if not outputs_npz.is_file():
         raise CapiLoaderError(
             f"{what}: runner exited 0 but wrote no outputs file {outputs_npz}\n"
-            f"runner stderr:\n{_tail(proc.stderr)}"
+            f"runner stderr:\n{tail(proc.stderr)}"
         )
     with np.load(outputs_npz, allow_pickle=False) as z:
         try:

@@ -1,0 +1,46 @@
+"""The frozen-graph (``.pb``) machinery: freeze models, write, read, screen and run GraphDefs.
+
+The frozen-graph format is the oldest TensorFlow deployment artefact: one protobuf that holds
+the graph and every weight as a ``Const`` node, loaded with ``import_graph_def`` and run by
+tensor name (``"x:0"``) from any language binding. One concern per module:
+
+* ``freeze_v2`` / ``freeze_v1``: freezing a ConcreteFunction / a TF1 Session's graph;
+* ``constants``: TensorFlow's variables -> constants rewrite, with one-copy Const filling;
+* ``graph``: :class:`FrozenGraph`, the result; ``graph_io``: reading and writing GraphDef files;
+* ``structure``: variable ops left in a graph, and the structural check of a freeze;
+* ``screen``: ops that touch files or run Python; ``run``: running a GraphDef in a Session;
+* ``size``: size estimates and the 2 GiB protobuf limit; ``names``: tensor/node name helpers.
+
+TensorFlow is imported inside the functions, never when this package is imported. The format
+adapter (``pb`` in ``--persist-formats``) is ``formats/frozen.py``.
+"""
+
+from __future__ import annotations
+
+from .freeze_v1 import freeze_session
+from .freeze_v2 import freeze_function
+from .graph import FrozenGraph
+from .graph_io import TEXT_SUFFIXES, read_graph_def, write_graph_def
+from .run import run_graph_def
+from .screen import UNSAFE_OP_TYPES, unsafe_ops
+from .size import GRAPHDEF_LIMIT, GraphTooLargeError, estimate_graph_bytes, estimate_node_bytes
+from .structure import VARIABLE_OP_TYPES, graph_variable_ops, unexpected_variable_ops
+
+__all__ = [
+    "GRAPHDEF_LIMIT",
+    "TEXT_SUFFIXES",
+    "UNSAFE_OP_TYPES",
+    "VARIABLE_OP_TYPES",
+    "FrozenGraph",
+    "GraphTooLargeError",
+    "estimate_graph_bytes",
+    "estimate_node_bytes",
+    "freeze_function",
+    "freeze_session",
+    "graph_variable_ops",
+    "read_graph_def",
+    "run_graph_def",
+    "unexpected_variable_ops",
+    "unsafe_ops",
+    "write_graph_def",
+]

@@ -1,0 +1,64 @@
+"""Running a loader's child process: one place for timeouts, crashes and the child's stderr."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+_STDERR_TAIL = 2000
+_NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()",)
+
+
+class LoaderError(RuntimeError):
+    """A loader process failed, crashed or timed out."""
+
+
+def signal_name(rc: int) -> str:
+    """The name of the signal that ended a process with return code ``rc`` (< 0)."""
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def tail(text: str, limit: int = _STDERR_TAIL) -> str:
+    """The end of a child's stderr, without TensorFlow's start-up INFO lines."""
+    text = "\n".join(ln for ln in text.splitlines() if ln.strip() and not _is_noise(ln)).strip()
+    return "..." + text[-limit:] if len(text) > limit else text
+
+
+def _is_noise(line: str) -> bool:
+    # absl INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on")
+    # are printed even with TF_CPP_MIN_LOG_LEVEL=2; keep warnings and errors.
+    if line.startswith(_NOISE_PREFIXES):
+        return True
+    return len(line) > 5 and line[0] == "I" and line[1:5].isdigit() and line[5] == " "
+
+
+def run_child(cmd: Sequence[str], *, what: str, timeout: float,
+              error: type[LoaderError] = LoaderError, **popen: Any
+              ) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` (text output captured, stdin closed) and return it once it exited.
+
+    A timeout (the child is killed) and a death by signal raise ``error`` with ``what``, the
+    cause and the end of the child's stderr; a non-zero exit status is left to the caller,
+    who knows what the child meant by it.
+    """
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, errors="replace",
+                              timeout=timeout, stdin=subprocess.DEVNULL, **popen)
+    except subprocess.TimeoutExpired as exc:
+        raw = exc.stderr or b""
+        stderr = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        msg = (f"{what}: timed out after {timeout:g} s (the process was killed); "
+               "raise it with --persist-timeout or the persist marker's timeout=")
+        raise error(msg + (f"\nits stderr:\n{tail(stderr)}" if tail(stderr) else "")) from None
+    if proc.returncode < 0:
+        raise error(f"{what}: the process crashed with {signal_name(proc.returncode)} "
+                    f"(exit code {proc.returncode}) after {time.perf_counter() - start:.2f} s"
+                    f"\nits stderr:\n{tail(proc.stderr)}")
+    return proc
