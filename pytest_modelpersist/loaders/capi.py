@@ -89,6 +89,34 @@ def run_capi(
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
+    request_json, outputs_npz = _write_request(workdir, kind, path, feeds, fetches, tags,
+                                               session_config)
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    cmd = [sys.executable, str(RUNNER), str(request_json)]
+    proc = run_child(cmd, what=what, timeout=timeout, error=CapiLoaderError, env=env,
+                     cwd=str(workdir))
+    if proc.returncode != 0:
+        raise CapiLoaderError(
+            f"{what}: runner exited with code {proc.returncode}\n"
+            f"runner stderr:\n{tail(proc.stderr)}"
+        )
+    if not outputs_npz.is_file():
+        raise CapiLoaderError(
+            f"{what}: runner exited 0 but wrote no outputs file {outputs_npz}\n"
+            f"runner stderr:\n{tail(proc.stderr)}"
+        )
+    with np.load(outputs_npz, allow_pickle=False) as z:
+        try:
+            return [z[f"output_{i}"] for i in range(len(fetches))]
+        except KeyError as exc:
+            raise CapiLoaderError(f"{what}: outputs file {outputs_npz} lacks {exc}") from None
+
+
+def _write_request(workdir: pathlib.Path, kind: str, path: pathlib.Path,
+                   feeds: Mapping[str, np.ndarray], fetches: list[str], tags: Sequence[str],
+                   session_config: bytes | None) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write the runner's inputs npz and request JSON; (request path, outputs npz path)."""
     inputs_npz = workdir / "capi_inputs.npz"
     outputs_npz = workdir / "capi_outputs.npz"
     request_json = workdir / "capi_request.json"
@@ -110,27 +138,7 @@ def run_capi(
     if session_config:
         request["config_hex"] = bytes(session_config).hex()
     request_json.write_text(json.dumps(request, indent=1), encoding="utf-8")
-
-    env = dict(os.environ)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    cmd = [sys.executable, str(RUNNER), str(request_json)]
-    proc = run_child(cmd, what=what, timeout=timeout, error=CapiLoaderError, env=env,
-                     cwd=str(workdir))
-    if proc.returncode != 0:
-        raise CapiLoaderError(
-            f"{what}: runner exited with code {proc.returncode}\n"
-            f"runner stderr:\n{tail(proc.stderr)}"
-        )
-    if not outputs_npz.is_file():
-        raise CapiLoaderError(
-            f"{what}: runner exited 0 but wrote no outputs file {outputs_npz}\n"
-            f"runner stderr:\n{tail(proc.stderr)}"
-        )
-    with np.load(outputs_npz, allow_pickle=False) as z:
-        try:
-            return [z[f"output_{i}"] for i in range(len(fetches))]
-        except KeyError as exc:
-            raise CapiLoaderError(f"{what}: outputs file {outputs_npz} lacks {exc}") from None
+    return request_json, outputs_npz
 
 
 def savedmodel_signature(

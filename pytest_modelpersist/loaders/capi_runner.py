@@ -234,16 +234,8 @@ def _from_tensor(lib, t, name):
     return np.frombuffer(raw, dtype=np_dt).reshape(shape).copy()
 
 
-def run(req):
-    kind = req.get("kind")
-    path = req.get("path")
-    if kind not in ("pb", "savedmodel") or not path:
-        raise RunnerError(f"bad request: kind={kind!r} path={path!r}", EXIT_USAGE)
-    feeds = dict(req.get("feeds") or {})
-    fetches = list(req.get("fetches") or [])
-    if not fetches:
-        raise RunnerError("bad request: no fetches", EXIT_USAGE)
-
+def _read_inputs(req, feeds):
+    """Tensor name -> array, from the request's inputs npz."""
     inputs = {}
     if feeds:
         with np.load(req["inputs_npz"], allow_pickle=False) as z:
@@ -253,7 +245,54 @@ def run(req):
                         f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
                     )
                 inputs[tname] = z[key]
+    return inputs
 
+
+def _open_session(lib, kind, path, req, graph, opts, status):
+    """A TF_Session on ``graph``: a GraphDef file imported, or a SavedModel loaded."""
+    if kind == "pb":
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise RunnerError(f"reading {path} failed: {exc}") from exc
+        buf = lib.TF_NewBufferFromString(data, len(data))
+        iopts = lib.TF_NewImportGraphDefOptions()
+        try:
+            lib.TF_GraphImportGraphDef(graph, buf, iopts, status.ptr)
+        finally:
+            lib.TF_DeleteImportGraphDefOptions(iopts)
+            lib.TF_DeleteBuffer(buf)
+        status.check("TF_GraphImportGraphDef", path)
+        session = lib.TF_NewSession(graph, opts, status.ptr)
+        status.check("TF_NewSession", path)
+    else:
+        tags = [str(t).encode() for t in (req.get("tags") or ["serve"])]
+        ctags = (ctypes.c_char_p * len(tags))(*tags)
+        session = lib.TF_LoadSessionFromSavedModel(
+            opts, None, os.fspath(path).encode(), ctags, len(tags), graph, None, status.ptr
+        )
+        tag_list = [t.decode() for t in tags]
+        status.check("TF_LoadSessionFromSavedModel", f"{path} (tags {tag_list})")
+    return session
+
+
+def _parse_request(req):
+    """(kind, path, feeds, fetches) of a request; RunnerError(EXIT_USAGE) when malformed."""
+    kind = req.get("kind")
+    path = req.get("path")
+    if kind not in ("pb", "savedmodel") or not path:
+        raise RunnerError(f"bad request: kind={kind!r} path={path!r}", EXIT_USAGE)
+    feeds = dict(req.get("feeds") or {})
+    fetches = list(req.get("fetches") or [])
+    if not fetches:
+        raise RunnerError("bad request: no fetches", EXIT_USAGE)
+    return kind, path, feeds, fetches
+
+
+def run(req):
+    kind, path, feeds, fetches = _parse_request(req)
+    inputs = _read_inputs(req, feeds)
     lib = _load_libs(req["lib_dir"])
     status = Status(lib)
     graph = lib.TF_NewGraph()
@@ -266,30 +305,7 @@ def run(req):
             lib.TF_SetConfig(opts, cfg, len(cfg), status.ptr)
             status.check("TF_SetConfig", "the session config")
 
-        if kind == "pb":
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as exc:
-                raise RunnerError(f"reading {path} failed: {exc}") from exc
-            buf = lib.TF_NewBufferFromString(data, len(data))
-            iopts = lib.TF_NewImportGraphDefOptions()
-            try:
-                lib.TF_GraphImportGraphDef(graph, buf, iopts, status.ptr)
-            finally:
-                lib.TF_DeleteImportGraphDefOptions(iopts)
-                lib.TF_DeleteBuffer(buf)
-            status.check("TF_GraphImportGraphDef", path)
-            session = lib.TF_NewSession(graph, opts, status.ptr)
-            status.check("TF_NewSession", path)
-        else:
-            tags = [str(t).encode() for t in (req.get("tags") or ["serve"])]
-            ctags = (ctypes.c_char_p * len(tags))(*tags)
-            session = lib.TF_LoadSessionFromSavedModel(
-                opts, None, os.fspath(path).encode(), ctags, len(tags), graph, None, status.ptr
-            )
-            tag_list = [t.decode() for t in tags]
-            status.check("TF_LoadSessionFromSavedModel", f"{path} (tags {tag_list})")
+        session = _open_session(lib, kind, path, req, graph, opts, status)
 
         feed_names = list(inputs)
         in_ops = (TF_Output * max(len(feed_names), 1))(

@@ -64,15 +64,7 @@ def freeze_function(
 
     fn = _concrete(concrete_fn)
     captures = _split_captures(fn, tf)
-    aliases: dict[str, str] = {}  # any accepted spelling -> variable name
-    for _, var, internal, name in captures.variables:
-        for alias in (name, var.name, internal.op.name, internal.name):
-            aliases.setdefault(alias, name)
-    known = sorted({name for *_, name in captures.variables})
-    excluded = resolve_names(exclude, aliases, known, "exclude")
-    wanted = None if keep is None else resolve_names(keep, aliases, known, "keep")
-    convert = [c for c in captures.variables
-               if c[3] not in excluded and (wanted is None or c[3] in wanted)]
+    convert = _to_convert(captures, exclude, keep)
 
     # size check, from shapes: before any value is read or copied
     estimate = estimate_graph_bytes(fn.graph.as_graph_def())
@@ -99,6 +91,20 @@ def freeze_function(
     outputs = [t.name for t in fn.outputs[: len(tf.nest.flatten(fn.structured_outputs))]]
     check_names_present(frozen_def, inputs + outputs, "freeze_function")
     return FrozenGraph(frozen_def, inputs, outputs, kept)
+
+
+def _to_convert(captures: _Captures, exclude: Sequence[str],
+                keep: Sequence[str] | None) -> list[tuple[int, Any, Any, str]]:
+    """The captured variables to turn into constants: in ``keep`` (if given), not excluded."""
+    aliases: dict[str, str] = {}  # any accepted spelling -> variable name
+    for _, var, internal, name in captures.variables:
+        for alias in (name, var.name, internal.op.name, internal.name):
+            aliases.setdefault(alias, name)
+    known = sorted({name for *_, name in captures.variables})
+    excluded = resolve_names(exclude, aliases, known, "exclude")
+    wanted = None if keep is None else resolve_names(keep, aliases, known, "keep")
+    return [c for c in captures.variables
+            if c[3] not in excluded and (wanted is None or c[3] in wanted)]
 
 
 def _concrete(concrete_fn: Any) -> Any:
