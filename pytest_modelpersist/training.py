@@ -369,3 +369,45 @@ def load_saver(path: Path, target: Any) -> Any:
     tf = import_tensorflow()
     tf.compat.v1.train.Saver(var_list=_saver_vars(target)).restore(None, str(path))
     return target
+
+
+def check_in_test(fmt: str, model: Any, data: Any, *, directory: Path,
+                  build: Callable[[], Any] | None = None, steps: int = 2, batch_size: int = 32,
+                  save: Callable[[Any, Path], Any] | None = None,
+                  load: Callable[[Path], Any] | None = None, rtol: float = 0.0,
+                  atol: float = 0.0, safe_mode: bool = True) -> TrainingReport:
+    """`persist.check_training` for the format `fmt`: skip when the format cannot hold
+    training state, fail with the report when training does not resume; returns the report.
+
+    `save(model, directory) -> path` and `load(path) -> model` replace the format's own
+    (your training loop's checkpoint code); they run whatever the item's format.
+    """
+    __tracebackhide__ = True
+    import pytest
+
+    if (save is None) != (load is None):
+        pytest.fail(f"[{fmt}] check_training takes save= and load= together", pytrace=False)
+    if save is not None and load is not None:
+        user_save, user_load = save, load
+        io = TrainingIO(lambda m, d: Path(user_save(m, d) or d),
+                        lambda path, prepare: user_load(path), "your save= and load=", False)
+    else:
+        try:
+            io = format_io(fmt, build=build, safe_mode=safe_mode)
+        except KeyError as exc:
+            pytest.skip(f"[{fmt}] {exc.args[0]}")
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        report = check_training(model, data, fmt=fmt, directory=directory, save=io.save,
+                                load=io.load, how=io.how, holds_compile=io.holds_compile,
+                                steps=steps, batch_size=batch_size, rtol=rtol, atol=atol)
+    except TrainingCheckError as exc:
+        pytest.fail(f"[{fmt}] {exc}", pytrace=False)
+    if not report.ok:
+        if fmt == "h5" and io.holds_compile and any("optimizer" in p for p in report.problems):
+            report.notes.append("Keras 3's legacy HDF5 loader brings back the optimizer's "
+                                "iteration count and learning rate only (its slots stay in "
+                                "the file's optimizer_weights group): resume from .keras or a "
+                                "checkpoint")
+        pytest.fail(report.text(), pytrace=False)
+    return report
