@@ -17,6 +17,7 @@ from .compare import ArrayComparison, Tolerance, compare_outputs
 from .formats.base import Artifact, Format, Restored, first_lines
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
 from .report import environment_notes, mismatch_report
+from .reporting import record, record_comparisons, record_details, timed
 
 BY_NAME_OPTIONS = frozenset({"into", "var_map", "only", "strict", "skip_mismatched"})
 
@@ -80,8 +81,9 @@ class Persist:
 
     def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
                  nodeid: str = "", golden: GoldenTarget | None = None,
-                 loader: str = "inprocess", cache: Any = None) -> None:
+                 loader: str = "inprocess", cache: Any = None, node: Any = None) -> None:
         self._fmt = fmt
+        self._node = node  # the test item: figures for --persist-report and JUnit XML
         self._loader = loader
         self._cache = cache if cache is not None and cache.enabled else None
         self._tmp_path = tmp_path
@@ -142,15 +144,17 @@ class Persist:
                 key = fingerprint(model, inputs) + repr(sorted(options.items()))
             cached = self._cache.lookup(self.format, key)
             if cached is not None:
+                record(self._node, "artifact_bytes", cached.bytes)
                 return cached
             directory = self._cache.directory(self.format, key)
         else:
             self._saves += 1
             directory = self._tmp_path / "persist" / self.format / str(self._saves)
             directory.mkdir(parents=True, exist_ok=True)
-        with self._step("save", directory, info):
+        with self._step("save", directory, info), timed(self._node, "save"):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
             artifact.write_manifest()
+        record(self._node, "artifact_bytes", artifact.bytes)
         if key is not None and self._cache is not None:
             self._cache.store(self.format, key, artifact)
         return artifact
@@ -177,7 +181,8 @@ class Persist:
         loader = loader or self._loader
         if loader != "inprocess":
             return self._restore_elsewhere(artifact, loader, build, options)
-        with self._step("restore", artifact.path, None), keras_safe_mode(safe):
+        with (self._step("restore", artifact.path, None), keras_safe_mode(safe),
+              timed(self._node, "restore")):
             restored = self._fmt.restore(artifact, build=build, **options)
         if restored.report is not None and not restored.report.complete:
             pytest.fail(
@@ -234,11 +239,13 @@ class Persist:
         result = CheckResult(self.format, artifact, [], expected, [], [])
         for attempt in attempts:
             restored = self.restore(artifact, **attempt)
-            with self._step("run the restored model", artifact.path, info):
+            with self._step("run the restored model", artifact.path, info), timed(self._node,
+                                                                                  "run"):
                 actual = restored(inputs)
             comparisons = compare_outputs(expected, actual, table=options.table,
                                           rtol=options.rtol, atol=options.atol,
                                           exact=options.exact)
+            record_comparisons(self._node, expected, actual, comparisons)
             text = mismatch_report(
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
@@ -425,9 +432,11 @@ class Persist:
     def _model_info(self, model: Any) -> ModelInfo:
         __tracebackhide__ = True
         try:
-            return describe(model)
+            info = describe(model)
         except Exception as exc:
             pytest.fail(f"[{self.format}] {first_lines(exc)}", pytrace=False)
+        record(self._node, "model_kind", info.kind)
+        return info
 
     @contextlib.contextmanager
     def _step(self, action: str, path: Path | None, info: ModelInfo | None) -> Iterator[None]:
@@ -439,6 +448,7 @@ class Persist:
         except Exception as exc:
             from .loaders import LoaderError
 
+            record_details(self._node, exc)
             where = f" {path}" if path is not None else ""
             kind = f" ({info.detail})" if info is not None else ""
             message = (f"[{self.format}] {action}{where}{kind} failed: "

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from .reporting import collect as reporting
 from .session import MARKER_KEYWORDS, PersistSession
 
 SESSION_KEY = pytest.StashKey[PersistSession]()
@@ -73,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_tolerances",
                   "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
                   type="linelist", default=[])
+    reporting.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,6 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "modelpersist-session")
     session.start()
+    config.pluginmanager.register(reporting.ReportPlugin(config), "modelpersist-report")
 
 
 @pytest.fixture

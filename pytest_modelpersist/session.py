@@ -253,7 +253,7 @@ class PersistSession:
         return Persist(fmt,
                        tmp_path=request.getfixturevalue("tmp_path"), options=options,
                        nodeid=request.node.nodeid, golden=golden, loader=param.loader,
-                       cache=self.artifact_cache(request))
+                       cache=self.artifact_cache(request), node=request.node)
 
     def artifact_cache(self, request: pytest.FixtureRequest) -> Any:
         """The session's artifact cache (created on first use, under pytest's tmp dir)."""

@@ -210,6 +210,8 @@ def spec_meta(inputs: Inputs) -> list[dict[str, Any]]:
 
 
 def first_lines(exc: BaseException, n: int = 6) -> str:
-    """The first non-empty lines of an exception message, joined on one line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """The first non-empty lines of an exception message (cleaned), joined on one line."""
+    from ..messages import clean_message
+
+    lines = [ln.strip() for ln in clean_message(str(exc)).splitlines() if ln.strip()]
     return " / ".join(lines[:n]) if lines else type(exc).__name__

@@ -81,8 +81,11 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
         proc = run_child([sys.executable, "-I", str(RUNNER), str(work / "request.json")],
                          what=what, timeout=timeout, cwd=work, env=env)
         if proc.returncode != 0:
-            raise LoaderError(f"{what}: restore failed in a fresh interpreter (the test's code "
-                              f"is not importable there): {tail(proc.stderr)}")
+            from ..messages import child_failure, config_dump
+
+            error = LoaderError(child_failure(what, proc.stderr))
+            error.details = config_dump(proc.stderr)
+            raise error
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
             return [npz[f"output_{i}"] for i in range(len(npz.files))]
 

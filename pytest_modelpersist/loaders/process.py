@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 _STDERR_TAIL = 2000
-_NOISE_PREFIXES = ("WARNING: All log messages before absl::InitializeLog()",)
 
 
 class LoaderError(RuntimeError):
     """A loader process failed, crashed or timed out."""
+
+    #: What the message left out for brevity (a Keras object config), for the report.
+    details: str | None = None
 
 
 def signal_name(rc: int) -> str:
@@ -25,17 +27,11 @@ def signal_name(rc: int) -> str:
 
 
 def tail(text: str, limit: int = _STDERR_TAIL) -> str:
-    """The end of a child's stderr, without TensorFlow's start-up INFO lines."""
-    text = "\n".join(ln for ln in text.splitlines() if ln.strip() and not _is_noise(ln)).strip()
+    """The end of a child's stderr, cleaned (messages.clean_message: TF start-up lines...)."""
+    from ..messages import clean_message
+
+    text = "\n".join(ln for ln in clean_message(text).splitlines() if ln.strip())
     return "..." + text[-limit:] if len(text) > limit else text
-
-
-def _is_noise(line: str) -> bool:
-    # absl INFO lines ("I0000 00:00:... port.cc:153] oneDNN custom operations are on")
-    # are printed even with TF_CPP_MIN_LOG_LEVEL=2; keep warnings and errors.
-    if line.startswith(_NOISE_PREFIXES):
-        return True
-    return len(line) > 5 and line[0] == "I" and line[1:5].isdigit() and line[5] == " "
 
 
 def run_child(cmd: Sequence[str], *, what: str, timeout: float,

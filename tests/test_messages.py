@@ -1,0 +1,153 @@
+"""Failure text cleanup (pytest_modelpersist.messages) on real TensorFlow/Keras errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_modelpersist.formats.base import first_lines
+from pytest_modelpersist.formats.keras_formats import KerasFormat
+from pytest_modelpersist.loaders import LoaderError, run_in_subprocess
+from pytest_modelpersist.messages import (
+    cause_of,
+    clean_message,
+    config_dump,
+    error_line,
+    is_noise,
+)
+
+GATED = textwrap.dedent('''
+    import keras
+
+    @keras.saving.register_keras_serializable(package="zoo")
+    class Gated(keras.layers.Layer):
+        def call(self, x):
+            return x * keras.ops.sigmoid(x)
+''')
+
+
+def test_keras_layer_error_loses_its_escape_codes_and_names_the_layer() -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    with pytest.raises(ValueError) as info:
+        model(np.ones((2, 3), "float32"))
+    raw = str(info.value)
+    assert "\x1b[1m" in raw and "Arguments received by" in raw  # what Keras really sends
+    text = first_lines(info.value)
+    assert "\x1b" not in text and "[0m" not in text and "Arguments received" not in text
+    assert text.startswith("Input 0 with name 'None' of layer 'd' is incompatible"), text
+    assert text.endswith("(in Sequential.call())"), text
+
+
+def test_tensorflow_startup_lines_are_dropped_before_the_real_error() -> None:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    stderr = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf; tf.zeros([2, 3]) @ tf.zeros([4, 5])"],
+        env=env, capture_output=True, text=True, timeout=300).stderr
+    assert "oneDNN custom operations are on" in stderr  # the noise is real
+    cleaned = clean_message(stderr)
+    for noise in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "I0000"):
+        assert noise not in cleaned
+    assert error_line(stderr).startswith("tensorflow.python.framework.errors_impl."
+                                         "InvalidArgumentError: ")
+    assert "Matrix size-incompatible: In[0]: [2,3], In[1]: [4,5]" in error_line(stderr)
+
+
+def test_cuda_startup_lines_of_gpu_builds_are_noise() -> None:
+    # A GPU build of TensorFlow on a machine without a driver prints these (the CPU wheel
+    # installed here cannot produce them): absl ERROR lines about CUDA, then the real error.
+    lines = [
+        "E0000 00:00:1721234567.123456   12345 cuda_executor.cc:1015] failed call to cuInit: "
+        "UNKNOWN ERROR (303)",
+        "W0000 00:00:1721234567.123999   12345 gpu_device.cc:2344] Cannot dlopen some GPU "
+        "libraries. Skipping registering GPU devices...",
+        "E0000 00:00:1721234567.2   12345 graph_runner.cc:1] Op type not registered 'Foo'",
+    ]
+    assert [is_noise(ln) for ln in lines] == [True, True, False]
+    assert clean_message("\n".join(lines)) == lines[2]
+
+
+@pytest.fixture
+def gated_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A Keras model with a custom layer from an importable module `gatedzoo` (in tmp_path)."""
+    import keras
+
+    (tmp_path / "gatedzoo.py").write_text(GATED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gatedzoo
+
+    yield keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), gatedzoo.Gated()])
+    keras.saving.get_custom_objects().pop("zoo>Gated", None)
+    sys.modules.pop("gatedzoo", None)
+
+
+def test_keras_config_dump_is_reduced_to_the_missing_class(gated_model, tmp_path) -> None:
+    import keras
+
+    gated_model.save(tmp_path / "m.keras")
+    keras.saving.get_custom_objects().pop("zoo>Gated")
+    with pytest.raises(TypeError) as info:
+        keras.models.load_model(tmp_path / "m.keras")
+    raw = str(info.value)
+    assert len(raw) > 2000 and "Full object config" in raw  # the real dump
+    text = first_lines(info.value)
+    assert text == ("Could not locate class 'Gated' (module 'gatedzoo', registered as "
+                    "'zoo>Gated'): it must be imported (registered) before the model is loaded")
+    dump = config_dump(raw)
+    assert dump is not None and dump.startswith("{'module': 'gatedzoo', 'class_name': 'Gated'")
+
+
+def test_subprocess_missing_class_names_it_and_the_ini_line(gated_model, tmp_path) -> None:
+    x = np.ones((2, 4), "float32")
+    fmt = KerasFormat()
+    (tmp_path / "art").mkdir()
+    artifact = fmt.save(gated_model, tmp_path / "art", inputs=x)
+    artifact.write_manifest()
+    with pytest.raises(LoaderError) as info:
+        run_in_subprocess(fmt, artifact, [x], timeout=300)
+    message = str(info.value)
+    assert "(the test's code is not importable there)" in message
+    assert "Could not locate class 'Gated'" in message
+    assert "add `persist_subprocess_imports = gatedzoo` to the ini file" in message
+    assert "Full object config" not in message and len(message) < 700, message
+    assert info.value.details and "'class_name': 'Gated'" in info.value.details
+    # With the ini line's import, the same artifact restores there.
+    outputs = run_in_subprocess(fmt, artifact, [x], timeout=300, imports=["gatedzoo"],
+                                sys_path=[str(tmp_path)])
+    np.testing.assert_allclose(outputs[0], gated_model(x).numpy(), rtol=1e-6)
+
+
+def test_subprocess_failure_that_is_not_a_missing_class_does_not_blame_imports(
+        tmp_path: Path) -> None:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x = np.ones((2, 4), "float32")
+    fmt = KerasFormat()
+    (tmp_path / "art").mkdir()
+    artifact = fmt.save(model, tmp_path / "art", inputs=x)
+    artifact.write_manifest()
+    # A real Keras error in the child: the model called on inputs of the wrong width.
+    with pytest.raises(LoaderError) as info:
+        run_in_subprocess(fmt, artifact, [np.ones((2, 3), "float32")], timeout=300)
+    message = str(info.value)
+    assert "not importable" not in message and "persist_subprocess" not in message
+    assert "restore failed in a fresh interpreter: ValueError: " in message
+    assert "expected axis -1 of input shape to have value 4" in message
+    assert "\x1b" not in message and "[1m" not in message
+
+
+def test_cause_ignores_the_format_and_the_paths() -> None:
+    a = ("[h5] restore /tmp/x/1/m.h5 (Keras model) failed: ValueError: Input 0 of layer 'd' "
+         "is incompatible")
+    b = ("[keras] restore /tmp/y/2/m.keras (Keras model) failed: ValueError: Input 0 of layer "
+         "'d' is incompatible")
+    assert cause_of(a) == cause_of(b) == "ValueError: Input 0 of layer 'd' is incompatible"
+    assert cause_of("[pb] golden missing: /a/b.json") == "golden missing: <path>"
