@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,12 +105,18 @@ def test_keras_config_dump_is_reduced_to_the_missing_class(gated_model, tmp_path
     assert dump is not None and dump.startswith("{'module': 'gatedzoo', 'class_name': 'Gated'")
 
 
-def test_subprocess_missing_class_names_it_and_the_ini_line(gated_model, tmp_path) -> None:
-    x = np.ones((2, 4), "float32")
+def saved_keras(model: Any, tmp_path: Path, x: np.ndarray) -> tuple[KerasFormat, Any]:
+    """`model` saved in the keras format under tmp_path/art, with its manifest."""
     fmt = KerasFormat()
     (tmp_path / "art").mkdir()
-    artifact = fmt.save(gated_model, tmp_path / "art", inputs=x)
+    artifact = fmt.save(model, tmp_path / "art", inputs=x)
     artifact.write_manifest()
+    return fmt, artifact
+
+
+def test_subprocess_missing_class_names_it_and_the_ini_line(gated_model, tmp_path) -> None:
+    x = np.ones((2, 4), "float32")
+    fmt, artifact = saved_keras(gated_model, tmp_path, x)
     with pytest.raises(LoaderError) as info:
         run_in_subprocess(fmt, artifact, [x], timeout=300)
     message = str(info.value)
@@ -129,11 +136,7 @@ def test_subprocess_failure_that_is_not_a_missing_class_does_not_blame_imports(
     import keras
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    x = np.ones((2, 4), "float32")
-    fmt = KerasFormat()
-    (tmp_path / "art").mkdir()
-    artifact = fmt.save(model, tmp_path / "art", inputs=x)
-    artifact.write_manifest()
+    fmt, artifact = saved_keras(model, tmp_path, np.ones((2, 4), "float32"))
     # A real Keras error in the child: the model called on inputs of the wrong width.
     with pytest.raises(LoaderError) as info:
         run_in_subprocess(fmt, artifact, [np.ones((2, 3), "float32")], timeout=300)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._lazy import lazy_module
 from .._names import ALL, split_names
-from .process import LoaderError, run_child, tail
+from .process import LoaderError, run_child
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,15 +6,14 @@ Each writer is a function of the rows alone (no pytest), so it can be tested and
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._atomic import atomic_write
 from ..loaders import LOADERS
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ def document(rows: Sequence[Row]) -> dict[str, Any]:
 
 
 def write_report(path: Path, rows: Sequence[Row]) -> None:
-    """Write the report `path` asks for (by extension), atomically."""
+    """Write the report `path` asks for (by extension), atomically; parents are created."""
     from .html import html_report
     from .markdown import markdown_report
 
@@ -98,15 +97,8 @@ def write_report(path: Path, rows: Sequence[Row]) -> None:
         text = markdown_report(Matrix.of(rows), versions())
     else:
         text = html_report(Matrix.of(rows), versions())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file renamed into place: a viewer never reads half a report.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from a CI viewer
-    os.replace(tmp, path)
+    # A viewer (a CI step reading persist.md) never reads half a report.
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def seconds(x: float | None) -> str:
