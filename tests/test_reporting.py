@@ -224,3 +224,31 @@ def test_no_report_without_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_a():\n    pass\n")
     assert pytester.runpytest().ret == 0
     assert not list(pytester.path.glob("*.html")) and not list(pytester.path.glob("*.json"))
+
+
+def test_keras_config_left_out_of_the_message_is_in_the_report_details(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_gated=textwrap.dedent('''
+        import keras
+        import numpy as np
+        import pytest
+
+        @keras.saving.register_keras_serializable(package="zoo")
+        class Gated(keras.layers.Layer):
+            def call(self, x):
+                return x * keras.ops.sigmoid(x)
+
+        @pytest.mark.persist(formats=["keras"], golden=False)
+        def test_gated(persist):
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), Gated()])
+            artifact = persist.save(model, inputs=np.ones((2, 4), "float32"))
+            keras.saving.get_custom_objects().pop("zoo>Gated")  # as if never imported
+            persist.restore(artifact)
+    '''))
+    result = pytester.runpytest("--persist-loaders=inprocess", "--persist-report=r.json")
+    result.assert_outcomes(failed=1)
+    row = json.loads((pytester.path / "r.json").read_text())["rows"][0]
+    assert "Could not locate class 'Gated' (module 'test_gated', registered as 'zoo>Gated')" \
+        in row["reason"]
+    assert "Full object config" not in row["message"] and len(row["message"]) < 600
+    assert row["details"].startswith("{'module': 'test_gated', 'class_name': 'Gated'")
