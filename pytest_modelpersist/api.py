@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import glob
+import dataclasses
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +15,12 @@ import pytest
 
 from . import golden as golden_files
 from .compare import ArrayComparison, Tolerance, compare_outputs
-from .formats.base import Artifact, Format, Restored, first_lines
+from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
+from .formats.base import Artifact, Format, Restored
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
 from .report import environment_notes, mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
-
-BY_NAME_OPTIONS = frozenset({"into", "var_map", "only", "strict", "skip_mismatched"})
+from .restore.options import RestoreOptions, parse_restore_options
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,7 @@ class Persist:
 
     def applies_to(self, model: Any) -> str | None:
         """Why the current format cannot hold `model`, or None when it can."""
-        info = describe(model)
-        reason = self._fmt.unsupported(model, info) if hasattr(self._fmt, "unsupported") else None
-        return reason
+        return self._fmt.unsupported(model, describe(model))
 
     def save(self, model: Any, *, inputs: Inputs = None, **options: Any) -> Artifact:
         """Save `model` in the current format; returns the artifact.
@@ -174,16 +173,26 @@ class Persist:
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
             self._check_manifest(artifact)
-        options.setdefault("safe_mode", self._options.safe_mode)
-        safe = bool(options["safe_mode"])
-        if not self._accepts_safe_mode():
-            options.pop("safe_mode")
+        return self._restore(artifact, self._parse({**options, "build": build}), loader)
+
+    def _parse(self, raw: dict[str, Any]) -> RestoreOptions:
+        """The user's restore keywords, checked against the format's (one error for all)."""
+        __tracebackhide__ = True
+        try:
+            return parse_restore_options(self.format, self._fmt.restore_options, raw,
+                                         safe_mode=self._options.safe_mode)
+        except RestoreOptionError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    def _restore(self, artifact: Artifact, options: RestoreOptions,
+                 loader: str | None = None) -> Restored:
+        __tracebackhide__ = True
         loader = loader or self._loader
         if loader != "inprocess":
-            return self._restore_elsewhere(artifact, loader, build, options)
-        with (self._step("restore", artifact.path, None), keras_safe_mode(safe),
-              timed(self._node, "restore")):
-            restored = self._fmt.restore(artifact, build=build, **options)
+            return self._restore_elsewhere(artifact, loader, options)
+        with (self._step("restore", artifact.path, None, artifact=artifact),
+              self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore")):
+            restored = self._fmt.restore(artifact, options)
         if restored.report is not None and not restored.report.complete:
             pytest.fail(
                 f"[{self.format}] restore of {artifact.path} ({restored.how}) was incomplete: "
@@ -204,8 +213,8 @@ class Persist:
         """
         __tracebackhide__ = True
         info = self._model_info(model)
-        needs_build = getattr(self._fmt, "needs_build", False)
-        if needs_build and build is None and restore_options.get("into") is None:
+        options = self._parse(restore_options)
+        if self._fmt.needs_build and build is None and options.into is None:
             reason = self.applies_to(model)
             if reason:
                 pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
@@ -216,35 +225,25 @@ class Persist:
                 f"@pytest.mark.persist(exclude=[{self.format!r}])",
                 pytrace=False,
             )
+        attempts = self._attempts(options, build)
         with self._step("run the original model on the inputs", None, info):
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
-        options = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
+        settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
         golden_sidecar = None
-        if self._golden is not None and options.golden:
+        if self._golden is not None and settings.golden:
             # The golden is the original model's output; every format item shares it.
-            golden_sidecar = self._assert_golden(expected, None, inputs, options,
+            golden_sidecar = self._assert_golden(expected, None, inputs, settings,
                                                  what="the original model's outputs")
-        # By-name options (var_map, only, ...) concern a restore into a model; the file-only
-        # restore of a full-model format (ckpt's import_meta_graph) runs without them.
-        by_name = {k: v for k, v in restore_options.items() if k in BY_NAME_OPTIONS}
-        file_only = {k: v for k, v in restore_options.items() if k not in BY_NAME_OPTIONS}
-        attempts: list[dict[str, Any]] = [dict(restore_options) if needs_build or
-                                          "into" in restore_options else file_only]
-        if needs_build:
-            attempts[0]["build"] = build
-        elif (build is not None and getattr(self._fmt, "rebuild_optional", False)
-              and self._loader == "inprocess"):
-            attempts.append({**file_only, **by_name, "build": build})
         result = CheckResult(self.format, artifact, [], expected, [], [])
         for attempt in attempts:
-            restored = self.restore(artifact, **attempt)
+            restored = self._restore(artifact, attempt)
             with self._step("run the restored model", artifact.path, info), timed(self._node,
                                                                                   "run"):
                 actual = restored(inputs)
-            comparisons = compare_outputs(expected, actual, table=options.table,
-                                          rtol=options.rtol, atol=options.atol,
-                                          exact=options.exact)
+            comparisons = compare_outputs(expected, actual, table=settings.table,
+                                          rtol=settings.rtol, atol=settings.atol,
+                                          exact=settings.exact)
             record_comparisons(self._node, expected, actual, comparisons)
             text = mismatch_report(
                 f"[{self.format}] restored outputs differ from the original model's "
@@ -254,13 +253,31 @@ class Persist:
             if text:
                 pytest.fail(text, pytrace=False)
             if golden_sidecar is not None:
-                self._assert_golden(actual, None, inputs, options, reuse=True,
+                self._assert_golden(actual, None, inputs, settings, reuse=True,
                                     what=f"the outputs restored via {restored.how} "
                                          f"from {artifact.path}")
             result.restored.append(restored)
             result.actual.append(actual)
             result.comparisons.append(comparisons)
         return result
+
+    def _attempts(self, options: RestoreOptions,
+                  build: Callable[[], Any] | None) -> list[RestoreOptions]:
+        """The restores `check` runs: into `build()` for a weights-only format; else from the
+        files alone, and also into `build()` when the format restores both ways (ckpt)."""
+        __tracebackhide__ = True
+        if self._fmt.needs_build:
+            return [dataclasses.replace(options, build=build)]
+        if options.into is not None:
+            return [options]
+        attempts = [options.without_target()]
+        if build is not None and self._fmt.rebuild_optional and self._loader == "inprocess":
+            attempts.append(dataclasses.replace(options, build=build))
+        elif options.by_name:  # no restore would honour them: refuse rather than ignore
+            pytest.fail(f"[{self.format}] var_map/only/strict/skip_mismatched in check() need "
+                        "into=<model>" + (" or build=<callable>" if self._fmt.rebuild_optional
+                                          else ""), pytrace=False)
+        return attempts
 
     def freeze(self, model: Any, inputs: Inputs = None, *, keep: Sequence[str] | None = None,
                exclude: Sequence[str] = (), outputs: Sequence[str] | None = None) -> Any:
@@ -293,16 +310,16 @@ class Persist:
         return frozen
 
     def _restore_elsewhere(self, artifact: Artifact, loader: str,
-                           build: Callable[[], Any] | None, options: dict[str, Any]) -> Restored:
+                           options: RestoreOptions) -> Restored:
         """A Restored whose every call loads and runs the artifact in another process."""
         __tracebackhide__ = True
         from . import loaders
 
-        if loader not in loaders.loaders_of(self._fmt):
+        if loader not in self._fmt.loaders:
             pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
-                        f"(it supports: {', '.join(loaders.loaders_of(self._fmt))})",
+                        f"(it supports: {', '.join(self._fmt.loaders)})",
                         pytrace=False)
-        if build is not None or options.get("into") is not None:
+        if options.into_model:
             pytest.fail(f"[{self.format}] the {loader} loader restores from the files alone; "
                         "build=/into= need the model's code in this process", pytrace=False)
         timeout = self._options.timeout
@@ -313,7 +330,7 @@ class Persist:
         return Restored(
             artifact, None,
             lambda args: loaders.run_in_subprocess(
-                self._fmt, artifact, args, timeout=timeout, options=options,
+                self._fmt, artifact, args, timeout=timeout, options=options.given(),
                 sys_path=self._options.subprocess_path,
                 imports=self._options.subprocess_imports),
             how="a fresh Python interpreter without the test's code (python -I)",
@@ -434,124 +451,36 @@ class Persist:
         try:
             info = describe(model)
         except Exception as exc:
+            if not is_expected(exc):
+                raise
             pytest.fail(f"[{self.format}] {first_lines(exc)}", pytrace=False)
         record(self._node, "model_kind", info.kind)
         return info
 
     @contextlib.contextmanager
-    def _step(self, action: str, path: Path | None, info: ModelInfo | None) -> Iterator[None]:
-        """Turn a library exception into a failure naming the format, the file and the cause."""
+    def _step(self, action: str, path: Path | None, info: ModelInfo | None, *,
+              artifact: Artifact | None = None) -> Iterator[None]:
+        """Turn an expected exception (errors.is_expected) into a failure naming the format,
+        the file and the cause; anything else is a bug and keeps its traceback."""
         __tracebackhide__ = True
         message = None
         try:
             yield
         except Exception as exc:
-            from .loaders import LoaderError
-
             record_details(self._node, exc)
+            if not is_expected(exc):
+                if sys.version_info >= (3, 11):
+                    exc.add_note(f"(raised during the [{self.format}] {action}"
+                                 + (f" of {path}" if path is not None else "") + ")")
+                raise
             where = f" {path}" if path is not None else ""
             kind = f" ({info.detail})" if info is not None else ""
             message = (f"[{self.format}] {action}{where}{kind} failed: "
                        f"{type(exc).__name__}: {first_lines(exc, 8)}")
             if isinstance(exc, LoaderError):  # already names format, file and cause
                 message = str(exc)
-            if action == "restore":
-                # Library messages mislead on such files ("File not found" for a .keras that
-                # is not a zip); what the files are, at a glance, names the real cause.
-                notes = artifact_file_notes(path, exc)
-                if notes:
-                    message += "\nlooking at the files: " + "; ".join(notes)
-            if "safe_mode" in str(exc) and "Lambda" in str(exc):
-                message += (
-                    "\nThe file holds code (a Lambda layer) and was loaded with Keras safe_mode,"
-                    " which refuses to run it. If you trust this file, opt in for this test "
-                    "only: @pytest.mark.persist(unsafe=True)"
-                )
+            notes = self._fmt.diagnose(artifact, exc) if artifact is not None else []
+            if notes:
+                message += "\nlooking at the files: " + "; ".join(notes)
         if message is not None:  # no chained library traceback under the message
             raise pytest.fail.Exception(message, pytrace=False) from None
-
-
-@contextlib.contextmanager
-def keras_safe_mode(on: bool) -> Iterator[None]:
-    """Keras safe mode for the block when `on`, whatever was switched on globally.
-
-    `keras.config.enable_unsafe_deserialization()` (a user's conftest, any imported library)
-    overrides the explicit ``load_model(..., safe_mode=True)`` of a `.keras` file in Keras 3
-    (the global setting wins over the argument); a scope does not lose to it.
-    """
-    if not on:
-        yield
-        return
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:  # another Keras: the explicit safe_mode=True argument still applies
-        yield
-        return
-    with SafeModeScope(True):
-        yield
-
-
-_MAGIC = {b"PK\x03\x04": "a zip archive (.keras)", b"\x89HDF\r\n\x1a\n": "an HDF5 file (.h5)"}
-_SSTABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")  # TF checkpoint .index footer
-_EXPECTED_BY_SUFFIX = {".keras": "a zip archive (.keras)", ".h5": "an HDF5 file (.h5)",
-                       ".hdf5": "an HDF5 file (.h5)"}
-
-
-def artifact_file_notes(path: Path | None, exc: BaseException | None = None) -> list[str]:
-    """Short facts about an artifact's files that explain a failed restore, or [].
-
-    Empty files, Git LFS pointers checked in instead of the file, a file whose first bytes are
-    another format than its suffix promises (an HDF5 file named .keras), a zip cut short, a
-    missing file, and bytes that are not text where text was expected.
-    """
-    if path is None:
-        return []
-    path = Path(path)
-    notes = []
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-    elif path.is_file():
-        files = [path]
-    else:  # a checkpoint prefix: model.index, model.data-* and `checkpoint` beside it
-        if path.parent.is_dir() and not any(path.parent.glob(glob.escape(path.name) + ".*")):
-            notes.append(f"{path.name} does not exist")
-        files = sorted(p for p in path.parent.glob("*") if p.is_file()) if (
-            path.parent.is_dir()) else []
-    for f in files[:100]:
-        try:
-            size = f.stat().st_size
-            with f.open("rb") as fh:
-                head = fh.read(len(golden_files.LFS_POINTER))
-                fh.seek(max(size - 8, 0))
-                tail = fh.read(8)
-        except OSError:
-            continue
-        name = f.relative_to(path).as_posix() if f != path and path.is_dir() else f.name
-        want = _EXPECTED_BY_SUFFIX.get(f.suffix)
-        got = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
-        if size == 0:
-            notes.append(f"{name} is empty")
-        elif head.startswith(golden_files.LFS_POINTER):
-            notes.append(f"{name} is a Git LFS pointer, not the file: run `git lfs pull`")
-        elif want is not None and got is not None and got != want:
-            notes.append(f"{name} is {got}, not {want}: a file of another format")
-        elif want is not None and got is None:
-            notes.append(f"{name} is not {want} (unrecognized bytes: corrupt, or another format)")
-        elif f.suffix == ".index" and tail != _SSTABLE_MAGIC:
-            notes.append(f"{name} is not a checkpoint index (an SSTable): truncated, corrupt, "
-                         "or a file of another format")
-        elif got == _MAGIC[b"PK\x03\x04"] and not _is_zipfile(f):
-            notes.append(f"{name} starts like a zip archive but is not a complete one: "
-                         "truncated or corrupt")
-        if f.suffix == ".index" and not any(f.parent.glob(glob.escape(f.stem) + ".data-*")):
-            notes.append(f"{name} has no data file ({f.stem}.data-*-of-*) beside it")
-    if isinstance(exc, UnicodeDecodeError):
-        notes.append("a file held bytes that are not text where text or a protobuf was "
-                     "expected: corrupt, truncated, or a file of another format")
-    return notes
-
-
-def _is_zipfile(path: Path) -> bool:
-    import zipfile
-
-    return zipfile.is_zipfile(path)

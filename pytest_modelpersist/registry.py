@@ -1,4 +1,5 @@
-"""Format name -> adapter. Unknown names give an error listing the known ones."""
+"""Format name -> format. A format is checked against the `Format` protocol when registered;
+unknown names give an error listing the known ones."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ._names import ALL, split_names
-from .errors import UnknownFormatError
+from .errors import FormatContractError, UnknownFormatError
 
 if TYPE_CHECKING:
     from .formats.base import Format
@@ -19,15 +20,17 @@ class FormatRegistry:
         self._formats: dict[str, Format] = {}
 
     def register(self, fmt: Format, *, replace: bool = False) -> None:
-        """Add `fmt` under `fmt.name`; a second format of the same name needs `replace=True`."""
-        name = getattr(fmt, "name", None)
-        if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
-            raise ValueError(f"a persist format needs a name of letters, digits and '_': {name!r}")
-        for attr in ("save", "restore"):
-            if not callable(getattr(fmt, attr, None)):
-                raise TypeError(f"persist format {name!r} has no {attr}() method")
+        """Add `fmt` under `fmt.name`; a second format of the same name needs `replace=True`.
+
+        Raises FormatContractError (a TypeError) naming every member of `Format` it lacks.
+        """
+        from .formats.base import check_format
+
+        check_format(fmt)
+        name = fmt.name
         if name in self._formats and not replace and self._formats[name] is not fmt:
-            raise ValueError(f"persist format {name!r} is already registered (pass replace=True)")
+            raise FormatContractError(
+                f"persist format {name!r} is already registered (pass replace=True)")
         self._formats[name] = fmt
 
     def __contains__(self, name: object) -> bool:

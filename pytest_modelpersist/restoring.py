@@ -21,13 +21,13 @@ their aliases: a Keras variable's ``path`` (``enc/kernel``), its legacy-HDF5 nam
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelPersistError
+from .errors import RestoreMapError
 from .models import (
     GRAPH,
     KERAS,
@@ -42,6 +42,11 @@ from .models import (
     unrestored,
     variables,
 )
+from .restore.naming import closest as _closest
+from .restore.naming import listing as _listing
+from .restore.naming import prefixes as _prefixes
+from .restore.naming import suggest as _suggest
+from .restore.options import RestoreOptions
 
 if TYPE_CHECKING:
     from .formats.base import Artifact, Restored
@@ -53,39 +58,8 @@ VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
-class RestoreMapError(ModelPersistError, ValueError):
-    """A `var_map` or `only` entry that names nothing, or maps two values onto one variable."""
-
-
 def _dtype_name(dtype: Any) -> str:
     return str(getattr(getattr(dtype, "base_dtype", dtype), "name", dtype))
-
-
-def _closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    pool = sorted(set(candidates))
-    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
-    if not found:  # a renamed scope scores low on the whole name: compare the last parts too
-        tail = name.rstrip("/").rsplit("/", 1)[-1]
-        found = [c for c in pool if c.rstrip("/").rsplit("/", 1)[-1] == tail][:n]
-    return found
-
-
-def _listing(names: Sequence[str], n: int = 6) -> str:
-    shown = ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
-    return shown or "(none)"
-
-
-def _suggest(name: str, pool: Iterable[str], fallback: Iterable[str]) -> str:
-    """The names closest to `name` in `pool`, or the first of `fallback` when none is close."""
-    return _listing(_closest(name, pool) or sorted(fallback))
-
-
-def _prefixes(names: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for name in names:
-        parts = name.split("/")
-        out.update("/".join(parts[:i]) + "/" for i in range(1, len(parts)))
-    return out
 
 
 # ---- what a file holds -----------------------------------------------------------------------
@@ -321,50 +295,6 @@ def _object_paths(target: Any, root_name: str, tv: TargetVariables) -> dict[str,
         return paths
     except Exception:  # private structure moved: the report names what did not match
         return {}
-
-
-# ---- the user's options ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    """How to match a file's variables to the target's (see the module docstring)."""
-
-    var_map: Mapping[str, Any] | None = None
-    only: Sequence[Any] | None = None
-    strict: bool = True
-    skip_mismatched: bool = False
-
-    KEYS = ("var_map", "only", "strict", "skip_mismatched")
-
-    def __post_init__(self) -> None:
-        if self.var_map is not None and not isinstance(self.var_map, Mapping):
-            raise TypeError("var_map must be a dict {saved name or 'prefix/': target variable, "
-                            f"name or 'prefix/'}}, not {type(self.var_map).__name__}")
-        if isinstance(self.only, (str, bytes)):
-            raise TypeError(f"only must be a list of names, not the string {self.only!r}")
-
-    @property
-    def by_name(self) -> bool:
-        """True when the user asked for anything but a plain same-name restore."""
-        return bool(self.var_map) or self.only is not None or self.skip_mismatched or not \
-            self.strict
-
-    @property
-    def maps(self) -> bool:
-        """True when names are remapped or selected (a whole-file loader cannot honour it)."""
-        return bool(self.var_map) or self.only is not None
-
-
-def reject_unknown(fmt: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
-    """Refuse restore options this format does not know (a typo is not silently ignored)."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        hints = [f"{u!r} (did you mean {c[0]!r}?)" if (c := _closest(u, known, 1)) else repr(u)
-                 for u in unknown]
-        shown = sorted(set(known) - {"safe_mode"})  # set by the plugin, not by the user
-        raise TypeError(f"[{fmt}] unknown restore option(s) {', '.join(hints)}; this format "
-                        f"takes: build, {', '.join(shown)}")
 
 
 # ---- matching ---------------------------------------------------------------------------------
@@ -620,14 +550,12 @@ def restore_variables(
     options: RestoreOptions,
     *,
     how: str,
-    target: Any = None,
-    build: Callable[[], Any] | None = None,
     object_root: str | None = None,
     display: str | None = None,
     assign: Callable[[Any, TargetVariables, list[Pair]], str | None] | None = None,
     load: Callable[[Any, RestoreReport], str | None] | None = None,
 ) -> Restored:
-    """Restore `saved` into `target` (or a fresh `build()`) by name; returns the Restored.
+    """Restore `saved` by name into `options.into` (or a fresh `options.build()`).
 
     The variables about to be restored are perturbed first, so a restore that loads nothing is
     visible: any of them whose sampled elements all still hold their perturbed values is
@@ -640,14 +568,10 @@ def restore_variables(
     `assign(target, names, pairs)` may assign the pairs its own way and return how, or None to
     leave it to the default: each pair's saved value read and assigned.
     """
-    from .formats.base import Restored, ensure_built
-    from .models import ModelInfo, call_build
+    from .formats.base import Restored
 
-    if target is None:
-        target = call_build(build, fmt, ModelInfo(artifact.model_kind, artifact.model_kind))
+    target = restore_target(fmt, artifact, options)
     is_model = not isinstance(target, (Mapping, list, tuple))
-    if is_model:
-        ensure_built(target, artifact)
     tv = target_variables(target, object_root=object_root, display=display)
     plan = plan_restore(tv, saved, options)
     report = plan.report
@@ -672,3 +596,52 @@ def restore_variables(
             raise TypeError("the restore target is a collection of variables, not a model: "
                             "read the variables instead of calling the restored object")
     return Restored(artifact, target, runner, report, how=how)
+
+
+def restore_target(fmt: str, artifact: Artifact, options: RestoreOptions) -> Any:
+    """`options.into`, or a fresh `options.build()` (built when an unbuilt Keras model)."""
+    from .models import ModelInfo, call_build
+
+    target = options.into
+    if target is None:
+        target = call_build(options.build, fmt,
+                            ModelInfo(artifact.model_kind, artifact.model_kind))
+    if not isinstance(target, (Mapping, list, tuple)):
+        ensure_built(target, artifact)
+    return target
+
+
+def ensure_built(model: Any, artifact: Artifact) -> None:
+    """Call an unbuilt Keras model once on zeros shaped like the saved inputs."""
+    if describe(model).kind != KERAS or (getattr(model, "built", True) and model.variables):
+        return
+    zeros = [np.zeros([1 if d is None else d for d in s["shape"]], s["dtype"])
+             for s in artifact.meta.get("input_specs", [])]
+    if zeros:
+        model(zeros if len(zeros) > 1 else zeros[0], training=False)
+
+
+def restore_into_rebuilt(fmt: str, artifact: Artifact, options: RestoreOptions,
+                         fill: Callable[[Any], RestoreReport], *, how: str) -> Restored:
+    """The whole-model weights restore: perturb the target, `fill` it, account.
+
+    Perturbing first makes a restore that loads nothing visible: every float variable is moved
+    inside TensorFlow and a few elements of each are sampled (models.perturb); any variable
+    whose sampled elements all still hold their perturbed values afterwards is reported
+    missing, whatever `fill` claimed. A restore that fills only unsampled elements of a
+    variable escapes this check; the outputs comparison catches it.
+    """
+    from .formats.base import Restored
+
+    target = restore_target(fmt, artifact, options)
+    named = variables(target)
+    perturbed = perturb(target, named=named)
+    report = fill(target)
+    if report.complete:
+        # What the loader claims to have filled but still holds its perturbed value.
+        left = [n for n in unrestored(target, perturbed) if n not in report.skipped]
+        if not report.restored:
+            report.restored = [n for n in named if n not in report.skipped]
+        report.restored = [n for n in report.restored if n not in left]
+        report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
+    return Restored(artifact, target, lambda args: run(target, args), report, how=how)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ._lazy import lazy_module
-from .errors import UnknownFormatError
+from .errors import FormatContractError, UnknownFormatError
 from .loaders import INPROCESS, loaders_of, parse_loaders
 from .registry import FormatRegistry
 
@@ -91,9 +91,12 @@ class PersistSession:
         pm = self.config.pluginmanager
         if not pm.has_plugin("modelpersist-builtin-formats"):
             pm.register(BuiltinFormats(), "modelpersist-builtin-formats")
-        self.config.hook.pytest_modelpersist_register_formats.call_historic(
-            kwargs={"registry": self.registry}
-        )
+        try:
+            self.config.hook.pytest_modelpersist_register_formats.call_historic(
+                kwargs={"registry": self.registry}
+            )
+        except FormatContractError as exc:  # a plugin's format breaks the contract
+            raise pytest.UsageError(str(exc)) from None
         spec = self.config.getoption("persist_formats") or self.config.getini("persist_formats")
         try:
             self.selected = self.registry.parse(spec or "all")
@@ -213,6 +216,7 @@ class PersistSession:
         """The `persist` fixture's value for one parametrized test item."""
         from ._tf import INSTALL_HINT, tensorflow_available
         from .api import CheckOptions, GoldenTarget, Persist
+        from .formats import LazyFormat
 
         param = getattr(request, "param", None)
         if param is None:
@@ -248,8 +252,8 @@ class PersistSession:
         request.addfinalizer(lambda: request.node.user_properties.extend(
             (GOLDEN_PROPERTY, f"{event}\t{path}") for event, path in golden.events))
         fmt = self.registry.get(param.format)
-        resolve = getattr(type(fmt), "resolve", None)
-        fmt = resolve(fmt) if resolve is not None else fmt
+        if isinstance(fmt, LazyFormat):  # the subprocess loader re-creates it by its class
+            fmt = fmt.inner
         return Persist(fmt,
                        tmp_path=request.getfixturevalue("tmp_path"), options=options,
                        nodeid=request.node.nodeid, golden=golden, loader=param.loader,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_modelpersist.formats.base import WrappedFormat
+
 Donors = Mapping[str, Path]
 Apply = Callable[[Path, Donors], None]
 
@@ -44,25 +46,17 @@ class Damage:
         return f"{self.format}:{slug}"
 
 
-class Damaged:
+class Damaged(WrappedFormat):
     """A built-in format whose save writes the real files, then damages them."""
 
     def __init__(self, inner: Any, damage: Damage, donors: Donors) -> None:
-        self.inner, self.damage, self.donors = inner, damage, donors
-        self.name, self.kinds, self.description = inner.name, inner.kinds, inner.description
-        self.needs_build = getattr(inner, "needs_build", False)
-        self.rebuild_optional = getattr(inner, "rebuild_optional", False)
-
-    def unsupported(self, model: Any, info: Any) -> str | None:
-        return self.inner.unsupported(model, info)
+        super().__init__(inner)
+        self.damage, self.donors = damage, donors
 
     def save(self, model: Any, directory: Path, *, inputs: Any) -> Any:
         artifact = self.inner.save(model, directory, inputs=inputs)
         self.damage.apply(artifact.directory, self.donors)
         return artifact
-
-    def restore(self, artifact: Any, **options: Any) -> Any:
-        return self.inner.restore(artifact, **options)
 
 
 # ---- primitives -------------------------------------------------------------------------------

@@ -17,29 +17,23 @@ import pytest
 
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
-from pytest_modelpersist.formats.base import BaseFormat, RestoreReport, restore_into_rebuilt
+from pytest_modelpersist.formats.base import BaseFormat, WrappedFormat
+from pytest_modelpersist.restoring import RestoreReport, restore_into_rebuilt
 
 import model_zoo
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 
 
-class WrongWeights(BaseFormat):
+class WrongWeights(WrappedFormat):
     """Saves a different model of the same architecture: the classic wrong-weights save."""
 
     def __init__(self, inner: Any, impostor: Any) -> None:
-        self.inner, self.impostor = inner, impostor
-        self.name, self.kinds = inner.name, inner.kinds
-        self.needs_build = getattr(inner, "needs_build", False)
-
-    def unsupported(self, model: Any, info: Any) -> Any:
-        return self.inner.unsupported(model, info)
+        super().__init__(inner)
+        self.impostor = impostor
 
     def save(self, model: Any, directory: Path, *, inputs: Any) -> Any:
         return self.inner.save(self.impostor, directory, inputs=inputs)
-
-    def restore(self, artifact: Any, **options: Any) -> Any:
-        return self.inner.restore(artifact, **options)
 
 
 class Tampered(WrongWeights):
@@ -191,9 +185,11 @@ class NoopRestore(BaseFormat):
     def save(self, model: Any, directory: Path, *, inputs: Any) -> Any:
         return FORMATS["weights_h5"]().save(model, directory, inputs=inputs)
 
-    def restore(self, artifact: Any, *, build: Any = None, **options: Any) -> Any:
+    restore_options = frozenset({"into"})
+
+    def restore(self, artifact: Any, options: Any) -> Any:
         # Claims success but assigns nothing: only the perturbation accounting can see it.
-        return restore_into_rebuilt(self, artifact, build, lambda target: RestoreReport(),
+        return restore_into_rebuilt(self.name, artifact, options, lambda target: RestoreReport(),
                                     how="a restore that does nothing")
 
 

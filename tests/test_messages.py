@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_modelpersist.formats.base import first_lines
+from pytest_modelpersist.errors import first_lines
 from pytest_modelpersist.formats.keras_formats import KerasFormat
 from pytest_modelpersist.loaders import LoaderError, run_in_subprocess
 from pytest_modelpersist.messages import (

@@ -14,7 +14,7 @@ BUILTIN = ["ckpt", "tf_checkpoint", "h5", "weights_h5", "keras", "savedmodel", "
 TOY_CONFTEST = textwrap.dedent(
     """
     import json
-    from pytest_modelpersist import Artifact, Restored
+    from pytest_modelpersist import Artifact, BaseFormat, Restored
 
     class Doubler:
         def __init__(self, k):
@@ -22,7 +22,7 @@ TOY_CONFTEST = textwrap.dedent(
         def __call__(self, x):
             return x * self.k
 
-    class JsonFormat:
+    class JsonFormat(BaseFormat):
         name = "toy_json"
         kinds = frozenset({"other"})
         description = "a toy format that stores a Doubler's factor as JSON"
@@ -35,7 +35,7 @@ TOY_CONFTEST = textwrap.dedent(
             path.write_text(json.dumps({"k": model.k}))
             return Artifact(self.name, path, directory, "other")
 
-        def restore(self, artifact, *, build=None, **options):
+        def restore(self, artifact, options):
             model = Doubler(json.loads(artifact.path.read_text())["k"])
             return Restored(artifact, model, lambda args: [model(args[0])], how="json")
 

@@ -20,7 +20,8 @@ from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.tf1 import save_steps
 from pytest_modelpersist.models import RestoreReport
-from pytest_modelpersist.restoring import RestoreOptions, restore_variables
+from pytest_modelpersist.restore.options import RestoreOptions
+from pytest_modelpersist.restoring import restore_variables
 
 import variant_models as vm
 
@@ -188,7 +189,7 @@ def test_inserted_layer_shifts_positions_and_a_map_fixes_it(fmt_name, tmp_path):
 
 
 def _renamed_saved_name(persist: Persist, artifact: Any) -> tuple[str, str]:
-    real = sorted(persist.adapter.saved_variables(artifact).entries)[0]
+    real = sorted(persist.adapter.saved_names(artifact, RestoreOptions()).entries)[0]
     return real, real[:-1] + ("x" if real[-1] != "x" else "y")
 
 
@@ -318,7 +319,7 @@ def test_shape_mismatch_fails_with_both_shapes_and_names(fmt_name, tmp_path):
     assert f"[{fmt_name}] restore of {artifact.path}" in message
     assert "shape/dtype mismatch 2:" in message
     assert "(5, 2) float32 vs model" in message and "(5, 3) float32" in message
-    saved_names = persist.adapter.saved_variables(artifact).entries
+    saved_names = persist.adapter.saved_names(artifact, RestoreOptions()).entries
     head_kernel = next(n for n, (shape, _) in saved_names.items() if tuple(shape) == (5, 2))
     assert head_kernel in message  # the file's name for it
 
@@ -396,13 +397,13 @@ def test_keras_by_name_silently_skipping_renamed_layers_is_caught(tmp_path):
 def test_a_loader_that_loads_nothing_is_caught(tmp_path):
     persist = make_persist("weights_h5", tmp_path)
     artifact = persist.save(vm.mlp(seed=1), inputs=X4)
-    saved = persist.adapter.saved_variables(artifact)
+    saved = persist.adapter.saved_names(artifact, RestoreOptions())
 
     def pretend(model: Any, report: RestoreReport) -> str:
         return "a loader that claims success"
 
-    restored = restore_variables("weights_h5", artifact, saved, RestoreOptions(),
-                                 how="test", target=vm.mlp(seed=2), load=pretend)
+    restored = restore_variables("weights_h5", artifact, saved,
+                                 RestoreOptions(into=vm.mlp(seed=2)), how="test", load=pretend)
     assert not restored.report.complete
     assert "layers/dense/vars/0 (value unchanged by the restore)" in restored.report.missing
 
@@ -491,7 +492,7 @@ def test_import_meta_graph_refuses_by_name_options(seed_ckpt):
 def test_unknown_restore_option_is_refused_with_a_suggestion(seed_ckpt):
     persist, artifact = seed_ckpt
     message = failure(lambda: persist.restore(artifact, into=vm.seed_graph(), varmap={}))
-    assert "unknown restore option(s) 'varmap' (did you mean 'var_map'?)" in message
+    assert "unsupported restore option(s) 'varmap' (did you mean 'var_map'?)" in message
 
 
 # ---- cross-kind restores -------------------------------------------------------------------

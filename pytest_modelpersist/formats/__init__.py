@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .base import Artifact, BaseFormat, Format, Restored, WrappedFormat
+
 if TYPE_CHECKING:
     from ..registry import FormatRegistry
-    from .base import Artifact, BaseFormat, Format, Restored  # noqa: F401
 
 #: name -> (module, class), in registration order.
 BUILTIN = {
@@ -27,7 +28,8 @@ BUILTIN = {
     "pb": ("frozen", "FrozenGraphFormat"),
 }
 
-__all__ = ["Artifact", "BaseFormat", "Format", "Restored", "BUILTIN_FORMATS", "BuiltinFormats"]
+__all__ = ["Artifact", "BaseFormat", "Format", "Restored", "WrappedFormat", "BUILTIN_FORMATS",
+           "BuiltinFormats", "LazyFormat"]
 
 
 def _load_class(name: str) -> Any:
@@ -35,27 +37,23 @@ def _load_class(name: str) -> Any:
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-class LazyFormat:
-    """A registered built-in format whose implementation is imported on first use."""
+class LazyFormat(WrappedFormat):
+    """A registered built-in format whose implementation is imported on first use.
+
+    Like any wrapper it declares every member of `Format`; the real format is imported when
+    a member is first read (collection reads `loaders`, a test the rest).
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._real: Any = None
+        self._real: Format | None = None
 
-    def resolve(self) -> Any:
+    @property
+    def inner(self) -> Format:
         """The format object itself (imports its module)."""
         if self._real is None:
             self._real = _load_class(self.name)()
         return self._real
-
-    def save(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve().save(*args, **kwargs)
-
-    def restore(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve().restore(*args, **kwargs)
-
-    def __getattr__(self, attr: str) -> Any:  # kinds, loaders, unsupported, ...
-        return getattr(self.resolve(), attr)
 
     def __repr__(self) -> str:
         return f"<persist format {self.name} (built-in)>"
@@ -73,8 +71,4 @@ class BuiltinFormats:
 def __getattr__(name: str) -> Any:
     if name == "BUILTIN_FORMATS":
         return tuple(_load_class(n) for n in BUILTIN)
-    if name in ("Artifact", "BaseFormat", "Format", "Restored"):
-        from . import base
-
-        return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

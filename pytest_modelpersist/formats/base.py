@@ -1,32 +1,42 @@
-"""The format protocol, the artifact a save produces, and what a restore hands back."""
+"""The format contract: the `Format` protocol, its defaults, the artifact and the restored model.
+
+`Format` lists every member the plugin uses; the registry checks a format against it once, at
+registration (:func:`check_format`), and from then on the plugin trusts it: nothing outside
+`formats/` looks a member up by name. Subclass :class:`BaseFormat` to get the defaults and write
+`name`, `save` and `restore`; a class of your own must declare every member.
+
+This module imports neither numpy nor TensorFlow: the registry and the lazy built-in stand-ins
+use it while pytest starts.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-import numpy as np
+from ..errors import FormatContractError
+from ..restore.options import RestoreOptions
 
-from ..models import (
-    KERAS,
-    KINDS,
-    Inputs,
-    ModelInfo,
-    RestoreReport,
-    as_input_list,
-    call_build,
-    describe,
-    perturb,
-    run,
-    unrestored,
-    variables,
-)
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..models import Inputs, ModelInfo
+    from ..restoring import RestoreReport, SavedVariables
 
 MANIFEST = "modelpersist.json"
+#: The model kinds (models.KINDS) and OTHER, spelled here so this module stays light.
+KINDS = frozenset({"keras", "tf.Module", "tf1-graph"})
 KIND_LABELS = {"keras": "Keras", "tf.Module": "tf.Module", "tf1-graph": "TF1 graph"}
+#: How TensorFlow's C API reads a format's files (`Format.capi`): a frozen GraphDef fed and
+#: fetched by the tensor names in the artifact's meta, or a SavedModel directory run through
+#: its `serving_default` signature.
+CAPI_GRAPH_DEF, CAPI_SAVED_MODEL = "graph_def", "saved_model"
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Artifact:
         return sum(p.stat().st_size for p in self.files)
 
     def write_manifest(self) -> None:
+        """Write ``modelpersist.json``: what `from_directory` reads back."""
         doc = {
             "format": self.format,
             "path": self.path.relative_to(self.directory).as_posix(),
@@ -64,7 +75,7 @@ class Artifact:
         (self.directory / MANIFEST).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def from_directory(cls, directory: Path) -> Artifact:
+    def from_directory(cls, directory: Path | str) -> Artifact:
         """Read an artifact back from its directory (its manifest)."""
         directory = Path(directory)
         manifest = directory / MANIFEST
@@ -95,20 +106,53 @@ class Restored:
     how: str = ""
 
     def __call__(self, inputs: Inputs = None) -> list[np.ndarray]:
+        from ..models import as_input_list
+
         return self.runner(as_input_list(inputs))
 
 
 @runtime_checkable
 class Format(Protocol):
-    """A persistence format: how to save a model and how to bring it back."""
+    """A persistence format: every member the plugin reads or calls (see BaseFormat's defaults).
+
+    The properties may be plain class attributes. They are read at collection time (`name`,
+    `kinds`, `loaders`) or before a restore; the methods run inside a test.
+    """
 
     @property
     def name(self) -> str:
-        """The name used by --persist-formats, the marker and test ids."""
+        """The name used by --persist-formats, the marker and test ids (letters, digits, '_')."""
+
+    @property
+    def description(self) -> str:
+        """One line for people: what files it writes and how it loads them."""
 
     @property
     def kinds(self) -> frozenset[str]:
-        """Model kinds it can hold ("keras", "tf.Module", "tf1-graph", or "other")."""
+        """Model kinds it can hold: "keras", "tf.Module", "tf1-graph", or "other"."""
+
+    @property
+    def needs_build(self) -> bool:
+        """True when the files hold only variables: a restore needs `build=` (or `into=`)."""
+
+    @property
+    def rebuild_optional(self) -> bool:
+        """True when the files restore alone *and* into a rebuilt model; `persist.check` then
+        tries both when the test gives `build=` (ckpt: import_meta_graph and by name)."""
+
+    @property
+    def loaders(self) -> tuple[str, ...]:
+        """Which loaders bring the files back: "inprocess", "subprocess", "capi"."""
+
+    @property
+    def capi(self) -> str | None:
+        """How TensorFlow's C API reads the files (CAPI_GRAPH_DEF, CAPI_SAVED_MODEL), or None.
+        The `capi` loader reads this, never the format's name."""
+
+    @property
+    def restore_options(self) -> frozenset[str]:
+        """The restore options it takes besides `build` and `safe_mode` (taken by all):
+        options.INTO_MODEL for a by-name restore into a model, its own ("checkpoint")."""
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         """Why this format cannot hold `model` (the test is skipped with it), or None."""
@@ -116,102 +160,172 @@ class Format(Protocol):
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         """Write `model` under `directory` (an empty directory of its own)."""
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                **options: Any) -> Restored:
-        """Bring `artifact` back from its files."""
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
+        """Bring `artifact` back from its files, with options the plugin parsed and checked."""
+
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables | None:
+        """The variables the files hold, by the names `var_map`/`only` use (None: none)."""
+
+    def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
+        """Facts about the files that explain a failed restore ("looking at the files: ...")."""
+
+    def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
+        """A context in which loading refuses to run code from the files when `on`."""
+
+
+#: Every member of `Format`, in declaration order: what `check_format` requires.
+MEMBERS: tuple[str, ...] = tuple(
+    name for name, value in vars(Format).items()
+    if not name.startswith("_") and (isinstance(value, property) or inspect.isfunction(value)))
+_METHODS = frozenset(name for name in MEMBERS if inspect.isfunction(vars(Format)[name]))
+
+
+def check_format(fmt: object) -> None:
+    """Raise FormatContractError naming every member of `Format` that `fmt` lacks.
+
+    Presence is looked up statically (a property is not evaluated), so a lazy built-in is not
+    imported by the check.
+    """
+    sentinel = object()
+    found = {m: inspect.getattr_static(fmt, m, sentinel) for m in MEMBERS}
+    label = f"persist format {type(fmt).__module__}.{type(fmt).__qualname__}"
+    missing = [m for m, v in found.items() if v is sentinel]
+    not_callable = [m for m in _METHODS if m not in missing and not callable(getattr(fmt, m))]
+    if missing or not_callable:
+        parts = []
+        if missing:
+            parts.append(f"is missing {', '.join(missing)}")
+        if not_callable:
+            parts.append(f"has {', '.join(not_callable)} that cannot be called")
+        raise FormatContractError(
+            f"{label} {' and '.join(parts)}: a format declares every member of "
+            "pytest_modelpersist.Format (subclass pytest_modelpersist.BaseFormat for defaults)")
+    name = fmt.name  # type: ignore[attr-defined]
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise FormatContractError(f"{label}: a format's name is letters, digits and '_', "
+                                  f"not {name!r}")
 
 
 class BaseFormat:
-    """Shared defaults for the built-in formats."""
+    """Defaults for every member of `Format` but `name`, `save` and `restore`."""
 
     name: ClassVar[str]
-    kinds: ClassVar[frozenset[str]] = frozenset(KINDS)
     description: ClassVar[str] = ""
-    #: True when the files hold only variables, so restore needs `build=`.
+    kinds: ClassVar[frozenset[str]] = KINDS
     needs_build: ClassVar[bool] = False
-    #: True when TensorFlow's C API can load the files (frozen pb, SavedModel).
-    c_api: ClassVar[bool] = False
+    rebuild_optional: ClassVar[bool] = False
+    capi: ClassVar[str | None] = None
+    restore_options: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def loaders(self) -> tuple[str, ...]:
-        """How this format's files can be brought back (see pytest_modelpersist.loaders).
-
-        A weights-only format needs the model's code, so it restores in-process only.
-        """
+        """In-process always; a fresh interpreter unless the model's code is needed
+        (`needs_build`); the C API when `capi` says how it reads the files."""
         found = ("inprocess",) if self.needs_build else ("inprocess", "subprocess")
-        return found + (("capi",) if self.c_api else ())
+        return found + (("capi",) if self.capi else ())
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
+        """A reason when the model's kind is not in `kinds`."""
         if info.kind not in self.kinds:
             holds = " and ".join(KIND_LABELS.get(k, k) for k in sorted(self.kinds))
             return f"{self.name} holds {holds} models only"
         return None
 
-    def new_artifact(self, directory: Path, main: str, info: ModelInfo, **meta: Any) -> Artifact:
-        return Artifact(self.name, directory / main, directory, info.kind, dict(meta))
+    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+        raise NotImplementedError(f"{type(self).__name__}.save")
+
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
+        raise NotImplementedError(f"{type(self).__name__}.restore")
+
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables | None:
+        """None: the files hold no variables to restore by name."""
+        return None
+
+    def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
+        """What the files are, at a glance: empty, LFS pointers, another format's bytes..."""
+        from .forensics import file_notes
+
+        return file_notes(artifact.path, exc)
+
+    def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
+        """No code runs from these files: nothing to guard."""
+        return contextlib.nullcontext()
+
+    def new_artifact(self, directory: Path, main: str, info: ModelInfo, example: Inputs,
+                     /, **meta: Any) -> Artifact:
+        """The artifact of a save: `main` under `directory`, with meta and the input specs of
+        the `example` inputs (what a loader, or a rebuild of a subclassed model, needs)."""
+        from ..models import input_specs
+
+        specs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name}
+                 for s in input_specs(example)]
+        return Artifact(self.name, directory / main, directory, info.kind,
+                        {**meta, "input_specs": specs})
 
     def __repr__(self) -> str:
         return f"<persist format {self.name}>"
 
 
-def names_of(tensors: Sequence[Any]) -> list[str]:
-    return [t if isinstance(t, str) else t.name for t in tensors]
+class WrappedFormat:
+    """A format that hands every member to `inner`: subclass it and override what changes
+    (a test's format that damages the files after `inner` wrote them, say)."""
 
+    name: str
 
-def ensure_built(model: Any, artifact: Artifact) -> None:
-    """Call an unbuilt Keras model once on zeros shaped like the saved inputs."""
-    if describe(model).kind != KERAS or (getattr(model, "built", True) and model.variables):
-        return
-    zeros = [np.zeros([1 if d is None else d for d in s["shape"]], s["dtype"])
-             for s in artifact.meta.get("input_specs", [])]
-    if zeros:
-        model(zeros if len(zeros) > 1 else zeros[0], training=False)
+    def __init__(self, inner: Format) -> None:
+        self._inner = inner
+        self.name = inner.name
 
+    @property
+    def inner(self) -> Format:
+        """The wrapped format."""
+        return self._inner
 
-def restore_into_rebuilt(
-    fmt: BaseFormat,
-    artifact: Artifact,
-    build: Callable[[], Any] | None,
-    fill: Callable[[Any], RestoreReport],
-    *,
-    how: str,
-    target: Any = None,
-) -> Restored:
-    """The shared weights-only restore: build a fresh model, perturb it, fill it, account.
+    @property
+    def description(self) -> str:
+        return self.inner.description
 
-    Perturbing first makes a restore that loads nothing visible: every float variable is moved
-    inside TensorFlow and a few elements of each are sampled (models.perturb); any variable
-    whose sampled elements all still hold their perturbed values afterwards is reported
-    missing, whatever `fill` claimed. A restore that fills only unsampled elements of a
-    variable escapes this check; the outputs comparison catches it.
-    """
-    if target is None:
-        target = call_build(build, fmt.name, ModelInfo(artifact.model_kind, artifact.model_kind))
-    ensure_built(target, artifact)
-    named = variables(target)
-    perturbed = perturb(target, named=named)
-    report = fill(target)
-    if report.complete:
-        # What the loader claims to have filled but still holds its perturbed value.
-        left = [n for n in unrestored(target, perturbed) if n not in report.skipped]
-        if not report.restored:
-            report.restored = [n for n in named if n not in report.skipped]
-        report.restored = [n for n in report.restored if n not in left]
-        report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
-    return Restored(artifact, target, lambda args: run(target, args), report, how=how)
+    @property
+    def kinds(self) -> frozenset[str]:
+        return self.inner.kinds
 
+    @property
+    def needs_build(self) -> bool:
+        return self.inner.needs_build
 
-def spec_meta(inputs: Inputs) -> list[dict[str, Any]]:
-    """Input specs as JSON: what a loader (or a rebuild of a subclassed model) needs."""
-    from ..models import input_specs
+    @property
+    def rebuild_optional(self) -> bool:
+        return self.inner.rebuild_optional
 
-    return [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name}
-            for s in input_specs(inputs)]
+    @property
+    def loaders(self) -> tuple[str, ...]:
+        return self.inner.loaders
 
+    @property
+    def capi(self) -> str | None:
+        return self.inner.capi
 
-def first_lines(exc: BaseException, n: int = 6) -> str:
-    """The first non-empty lines of an exception message (cleaned), joined on one line."""
-    from ..messages import clean_message
+    @property
+    def restore_options(self) -> frozenset[str]:
+        return self.inner.restore_options
 
-    lines = [ln.strip() for ln in clean_message(str(exc)).splitlines() if ln.strip()]
-    return " / ".join(lines[:n]) if lines else type(exc).__name__
+    def unsupported(self, model: Any, info: ModelInfo) -> str | None:
+        return self.inner.unsupported(model, info)
+
+    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+        return self.inner.save(model, directory, inputs=inputs)
+
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
+        return self.inner.restore(artifact, options)
+
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables | None:
+        return self.inner.saved_names(artifact, options)
+
+    def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
+        return self.inner.diagnose(artifact, exc)
+
+    def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
+        return self.inner.safe_mode_scope(on)
+
+    def __repr__(self) -> str:
+        return f"<persist format {self.name} wrapping {self.inner!r}>"

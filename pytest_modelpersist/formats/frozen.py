@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..models import GraphModel, Inputs, concrete_function, describe
-from .base import Artifact, BaseFormat, Restored, spec_meta
+from ..restore.options import RestoreOptions
+from .base import CAPI_GRAPH_DEF, Artifact, BaseFormat, Restored
 
 
 class FrozenGraphFormat(BaseFormat):
     name = "pb"
-    c_api = True
+    capi = CAPI_GRAPH_DEF
+    restore_options = frozenset({"grappler"})
     description = "frozen GraphDef .pb, import_graph_def and run by tensor name ('x:0')"
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
@@ -26,17 +27,18 @@ class FrozenGraphFormat(BaseFormat):
         else:
             frozen = freezing.freeze_function(concrete_function(model, inputs))
         frozen.write(directory / "model.pb")
-        return self.new_artifact(directory, "model.pb", describe(model), inputs=frozen.inputs,
-                                 outputs=frozen.outputs, input_specs=spec_meta(inputs))
+        return self.new_artifact(directory, "model.pb", describe(model), inputs,
+                                 inputs=frozen.inputs, outputs=frozen.outputs)
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                grappler: bool = False, safe_mode: bool = True, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Read and import the graph; with `safe_mode` (the default), refuse a graph holding
-        ops that read or write files or run Python (pb.unsafe_ops) before running it."""
+        ops that read or write files or run Python (pb.unsafe_ops) before running it.
+        ``grappler=True`` runs it with TensorFlow's graph optimizer on."""
         from . import pb as freezing
 
+        grappler = bool(options.get("grappler", False))
         graph_def = freezing.read_graph_def(artifact.path)
-        found = freezing.unsafe_ops(graph_def) if safe_mode else []
+        found = freezing.unsafe_ops(graph_def) if options.safe_mode else []
         if found:
             shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
             raise PermissionError(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,9 @@ import numpy as np
 
 from .._tf import import_keras
 from ..models import KERAS, Inputs, ModelInfo, RestoreReport, describe, run
-from ..restoring import (
-    RestoreOptions,
-    SavedVariables,
-    h5_layer_weight_names,
-    reject_unknown,
-    restore_variables,
-)
-from .base import Artifact, BaseFormat, Restored, spec_meta
-
-BY_NAME_HINT = ("var_map/only/strict/skip_mismatched restore into a model: pass into=<model> "
-                "or build=<callable>")
+from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
+from ..restoring import SavedVariables, h5_layer_weight_names, restore_variables
+from .base import Artifact, BaseFormat, Restored
 
 
 def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
@@ -32,39 +26,47 @@ def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
     return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
 
 
-class _KerasModelFormat(BaseFormat):
+class _KerasFormat(BaseFormat):
+    """What the Keras formats share: Keras models only, by-name restores, safe mode."""
+
     kinds = frozenset({KERAS})
+    restore_options = INTO_MODEL
+
+    def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
+        return keras_safe_mode(on)
+
+    def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
+        notes = super().diagnose(artifact, exc)
+        if "safe_mode" in str(exc) and "Lambda" in str(exc):  # Keras' own refusal
+            notes.append("the file holds code (a Lambda layer) and was loaded with Keras "
+                         "safe_mode, which refuses to run it. If you trust this file, opt in "
+                         "for this test only: @pytest.mark.persist(unsafe=True)")
+        return notes
+
+
+class _KerasModelFormat(_KerasFormat):
     suffix = ""
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         main = f"model{self.suffix}"
         model.save(str(directory / main))
-        return self.new_artifact(directory, main, describe(model), input_specs=spec_meta(inputs))
+        return self.new_artifact(directory, main, describe(model), inputs)
 
-    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
-
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                into: Any = None, safe_mode: bool = True, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """`keras.models.load_model`; or, by name, the file's weights into a model.
 
         By name when `into=` is given, or `build=` together with a by-name option (`var_map`,
         `only`, `strict=False`, `skip_mismatched`); `build=` alone keeps the whole-model load.
         """
-        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
-        by_name = RestoreOptions(**options)
-        if into is not None or (build is not None and by_name.by_name):
-            return self.restore_by_name(artifact, by_name, target=into, build=build)
-        if by_name.by_name:
-            raise TypeError(f"[{self.name}] {BY_NAME_HINT}")
-        model = load_keras_model(artifact, safe_mode=safe_mode)
+        if options.into is not None or (options.build is not None and options.by_name):
+            return self.restore_by_name(artifact, options)
+        if options.by_name:
+            raise needs_target(self.name)
+        model = load_keras_model(artifact, safe_mode=options.safe_mode)
         return Restored(artifact, model, lambda args: run(model, args),
-                        how="keras.models.load_model" + ("" if safe_mode else " (unsafe)"))
+                        how="keras.models.load_model" + ("" if options.safe_mode else " (unsafe)"))
 
-    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
-                        build: Callable[[], Any] | None) -> Restored:
-        raise NotImplementedError
-
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         raise NotImplementedError
 
 
@@ -80,12 +82,11 @@ class H5Format(_KerasModelFormat):
                     "keras or weights_h5 format")
         return super().unsupported(model, info)
 
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The file's weights as ``<layer name>/<weight>`` (``enc/kernel``), read with h5py."""
         return read_legacy_h5(artifact.path)
 
-    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
-                        build: Callable[[], Any] | None) -> Restored:
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Layer-name restore: Keras' ``load_weights(by_name=True)`` when the names line up
         as saved, the file's datasets read with h5py and assigned when mapped or selected.
         Either way every variable is accounted for (Keras' own by-name load skips unknown
@@ -101,9 +102,9 @@ class H5Format(_KerasModelFormat):
             return ("model.load_weights(by_name=True"
                     + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
 
-        return restore_variables(self.name, artifact, self.saved_variables(artifact), options,
-                                 how="h5py read + assign by layer name", target=target,
-                                 build=build, load=load, display="h5")
+        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
+                                 options, how="h5py read + assign by layer name", load=load,
+                                 display="h5")
 
 
 class KerasFormat(_KerasModelFormat):
@@ -111,17 +112,16 @@ class KerasFormat(_KerasModelFormat):
     suffix = ".keras"
     description = "Keras v3 .keras archive, keras.models.load_model"
 
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The archive's ``model.weights.h5`` datasets by path (``layers/dense/vars/0``)."""
         with zipfile.ZipFile(artifact.path) as archive:
             data = archive.read("model.weights.h5")
         return read_weights_file(io.BytesIO(data), source=f"{artifact.path}:model.weights.h5")
 
-    def restore_by_name(self, artifact: Artifact, options: RestoreOptions, *, target: Any,
-                        build: Callable[[], Any] | None) -> Restored:
-        return restore_variables(self.name, artifact, self.saved_variables(artifact), options,
-                                 how="model.weights.h5 of the archive, read with h5py, by path",
-                                 target=target, build=build)
+    def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
+        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
+                                 options,
+                                 how="model.weights.h5 of the archive, read with h5py, by path")
 
 
 def _h5_strings(group: Any, name: str) -> list[str]:
@@ -190,24 +190,21 @@ def read_weights_file(file: Any, *, source: str | None = None) -> SavedVariables
     return SavedVariables(found, read, source=source or str(file))
 
 
-class WeightsH5Format(BaseFormat):
+class WeightsH5Format(_KerasFormat):
     name = "weights_h5"
-    kinds = frozenset({KERAS})
     description = "Keras model.save_weights('.weights.h5'), load_weights into a rebuilt model"
     needs_build = True
-    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         main = "model.weights.h5"
         model.save_weights(str(directory / main))
-        return self.new_artifact(directory, main, describe(model), input_specs=spec_meta(inputs))
+        return self.new_artifact(directory, main, describe(model), inputs)
 
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The file's datasets by path (``layers/dense/vars/0``), read with h5py."""
         return read_weights_file(artifact.path)
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                into: Any = None, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """`model.load_weights` into `into` or a fresh `build()`; by name with h5py.
 
         The file's dataset paths are the names `models.variables` gives Keras variables, so
@@ -215,17 +212,33 @@ class WeightsH5Format(BaseFormat):
         by-name options (Keras refuses ``by_name`` on a `.weights.h5`) the datasets are read
         with h5py and assigned by name.
         """
-        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
-        options.pop("safe_mode", None)
-        by_name = RestoreOptions(**options)
         path = str(artifact.path)
 
         def load(model: Any, report: RestoreReport) -> str | None:
-            if by_name.by_name or not report.everything_restored:
+            if options.by_name or not report.everything_restored:
                 return None
             model.load_weights(path)
             return "model.load_weights"
 
-        return restore_variables(self.name, artifact, self.saved_variables(artifact), by_name,
-                                 how="h5py read + assign by dataset path", target=into,
-                                 build=build, load=load)
+        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
+                                 options, how="h5py read + assign by dataset path", load=load)
+
+
+@contextlib.contextmanager
+def keras_safe_mode(on: bool) -> Iterator[None]:
+    """Keras safe mode for the block when `on`, whatever was switched on globally.
+
+    `keras.config.enable_unsafe_deserialization()` (a user's conftest, any imported library)
+    overrides the explicit ``load_model(..., safe_mode=True)`` of a `.keras` file in Keras 3
+    (the global setting wins over the argument); a scope does not lose to it.
+    """
+    if not on:
+        yield
+        return
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # another Keras: the explicit safe_mode=True argument still applies
+        yield
+        return
+    with SafeModeScope(True):
+        yield

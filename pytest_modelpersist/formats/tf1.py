@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._tf import import_tensorflow
+from ..errors import ArtifactError, RestoreOptionError
 from ..models import (
     GraphModel,
     Inputs,
@@ -26,16 +27,15 @@ from ..models import (
     tf_variable,
     variables,
 )
+from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
     Pair,
-    RestoreOptions,
     SavedVariables,
     TargetVariables,
     checkpoint_variables,
-    reject_unknown,
     restore_variables,
 )
-from .base import Artifact, BaseFormat, Restored, spec_meta
+from .base import Artifact, BaseFormat, Restored
 
 PREFIX = "model"
 
@@ -95,7 +95,7 @@ class CkptFormat(BaseFormat):
     description = "TF1 Saver checkpoint: checkpoint, .meta, .index, .data-*"
     #: check() restores with import_meta_graph, and also into build() when it is given.
     rebuild_optional = True
-    restore_options = ("into", "checkpoint", "safe_mode", *RestoreOptions.KEYS)
+    restore_options = INTO_MODEL | {"checkpoint"}
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs,
              global_step: int | None = None) -> Artifact:
@@ -126,46 +126,36 @@ class CkptFormat(BaseFormat):
             write_checkpoint_state(directory, Path(prefix).name,
                                    [Path(p).name for _, p in sorted(steps.items())])
         return self.new_artifact(
-            directory, PREFIX, info, prefix=Path(prefix).name,
+            directory, PREFIX, info, inputs, prefix=Path(prefix).name,
             inputs=graph_model.input_names, outputs=graph_model.output_names,
-            variables=list(var_list), input_specs=spec_meta(inputs), steps=sorted(steps),
+            variables=list(var_list), steps=sorted(steps),
         )
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                into: Any = None, checkpoint: int | str | None = None, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """With `build=` or `into=`: by name into that model; without: `import_meta_graph`.
 
-        `checkpoint` picks a step (``2``) or a prefix (``"model-2"``) instead of the one the
-        `checkpoint` state file names. By-name options: see :class:`RestoreOptions`.
+        ``checkpoint=`` picks a step (``2``) or a prefix (``"model-2"``) instead of the one the
+        `checkpoint` state file names. By-name options: see restore.options.
         """
-        reject_unknown(self.name, {**options, "into": into, "checkpoint": checkpoint},
-                       self.restore_options)
-        options.pop("safe_mode", None)
-        by_name = RestoreOptions(**options)
-        prefix = resolve_checkpoint(artifact.directory, checkpoint,
-                                    default=artifact.meta.get("prefix", PREFIX))
-        if build is not None or into is not None:
-            return self.restore_into(artifact, build, into=into, prefix=prefix, options=by_name)
-        if by_name.by_name:
-            raise TypeError(
-                f"[{self.name}] var_map/only/strict/skip_mismatched restore into a model: pass "
-                "into=<model> or build=<callable> (the import_meta_graph restore brings the "
-                "saved graph back as it was saved)")
+        prefix = self.prefix(artifact, options)
+        if options.into_model:
+            return self.restore_into(artifact, options, prefix)
+        if options.by_name:
+            raise needs_target(self.name)
         return self.restore_meta_graph(artifact, prefix)
 
-    def saved_variables(self, artifact: Artifact, checkpoint: int | str | None = None
-                        ) -> SavedVariables:
-        """The checkpoint's variables by name (what `var_map` keys and `only` refer to)."""
-        prefix = resolve_checkpoint(artifact.directory, checkpoint,
-                                    default=artifact.meta.get("prefix", PREFIX))
-        return checkpoint_variables(prefix)
+    def prefix(self, artifact: Artifact, options: RestoreOptions) -> str:
+        """The checkpoint prefix `options` pick (``checkpoint=``), or the latest."""
+        return resolve_checkpoint(artifact.directory, options.get("checkpoint"),
+                                  default=artifact.meta.get("prefix", PREFIX))
 
-    def restore_meta_graph(self, artifact: Artifact, prefix: str | None = None) -> Restored:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
+        """The checkpoint's variables by name (what `var_map` keys and `only` refer to)."""
+        return checkpoint_variables(self.prefix(artifact, options))
+
+    def restore_meta_graph(self, artifact: Artifact, prefix: str) -> Restored:
         """`import_meta_graph` + `Saver.restore` of the chosen checkpoint: no model code."""
         tf = import_tensorflow()
-        if prefix is None:
-            prefix = resolve_checkpoint(artifact.directory, None,
-                                        default=artifact.meta.get("prefix", PREFIX))
         meta = Path(prefix + ".meta")
         if not meta.exists():
             raise FileNotFoundError(f"{meta} is missing: the checkpoint {prefix} was saved "
@@ -174,7 +164,7 @@ class CkptFormat(BaseFormat):
         with graph.as_default():
             saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)
             if saver is None:
-                raise ValueError(f"{meta} holds no variables to restore")
+                raise ArtifactError(f"{meta} holds no variables to restore")
             session = tf.compat.v1.Session(graph=graph)
             saver.restore(session, prefix)
         restored = GraphModel(session, inputs=artifact.meta["inputs"],
@@ -183,9 +173,7 @@ class CkptFormat(BaseFormat):
         return Restored(artifact, restored, restored,
                         how=f"import_meta_graph + Saver.restore{which}")
 
-    def restore_into(self, artifact: Artifact, build: Callable[[], Any] | None,
-                     *, into: Any = None, prefix: str | None = None,
-                     options: RestoreOptions | None = None) -> Restored:
+    def restore_into(self, artifact: Artifact, options: RestoreOptions, prefix: str) -> Restored:
         """Restore saved variables by name into a model (`into`, or a fresh `build()`).
 
         A TF1 graph target is filled by ``Saver(var_list={saved name: variable}).restore``, the
@@ -193,9 +181,6 @@ class CkptFormat(BaseFormat):
         variables) are assigned the values ``tf.train.load_checkpoint`` reads by name.
         """
         tf = import_tensorflow()
-        if prefix is None:
-            prefix = resolve_checkpoint(artifact.directory, None,
-                                        default=artifact.meta.get("prefix", PREFIX))
         saved = checkpoint_variables(prefix)
 
         which = "" if Path(prefix).name == PREFIX else f" ({Path(prefix).name})"
@@ -208,12 +193,10 @@ class CkptFormat(BaseFormat):
                 saver.restore(target.session, prefix)
             return f"Saver(var_list={{saved name: variable}}).restore{which}"
 
-        where = "the rebuilt model" if into is None else "the given model"
-        return restore_variables(
-            self.name, artifact, saved, options or RestoreOptions(),
-            how=f"tf.train.load_checkpoint into {where}{which}",
-            target=into, build=build, assign=assign,
-        )
+        where = "the rebuilt model" if options.into is None else "the given model"
+        return restore_variables(self.name, artifact, saved, options,
+                                 how=f"tf.train.load_checkpoint into {where}{which}",
+                                 assign=assign)
 
 
 _STEP = re.compile(r"-(\d+)$")
@@ -273,8 +256,8 @@ def resolve_checkpoint(directory: Path, checkpoint: int | str | None = None, *,
                                 f"{directory}; checkpoints present: "
                                 f"{', '.join(present) or '(none)'}")
     if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, str)):
-        raise TypeError(f"checkpoint= takes a global step (int) or a prefix (str), not "
-                        f"{checkpoint!r}")
+        raise RestoreOptionError(f"checkpoint= takes a global step (int) or a prefix (str), "
+                                 f"not {checkpoint!r}")
     if isinstance(checkpoint, int):
         steps = checkpoint_steps(directory)
         if checkpoint not in steps:
@@ -306,6 +289,6 @@ def save_steps(model: Any, directory: Path, steps: Sequence[int], *, inputs: Inp
             update(model, step)
         artifact = fmt.save(model, directory, inputs=inputs, global_step=step)
     if artifact is None:
-        raise ValueError("save_steps needs at least one step")
+        raise ArtifactError("save_steps needs at least one step")
     artifact.write_manifest()
     return artifact

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._tf import import_tensorflow
+from ..errors import ArtifactError, first_lines
 from ..models import (
     GRAPH,
     KERAS,
@@ -22,16 +22,16 @@ from ..models import (
     input_specs,
     natural_key,
 )
+from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
-    RestoreOptions,
     SavedVariables,
     checkpoint_variables,
     plan_restore,
-    reject_unknown,
+    restore_into_rebuilt,
     restore_variables,
     target_variables,
 )
-from .base import Artifact, BaseFormat, Restored, first_lines, restore_into_rebuilt, spec_meta
+from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored
 
 
 class TFCheckpointFormat(BaseFormat):
@@ -39,6 +39,7 @@ class TFCheckpointFormat(BaseFormat):
     kinds = frozenset({KERAS, MODULE})
     description = "TF2 tf.train.Checkpoint (object graph), read into a rebuilt model"
     needs_build = True
+    restore_options = INTO_MODEL
 
     def unsupported(self, model: Any, info: Any) -> str | None:
         if info.kind == GRAPH:
@@ -49,35 +50,28 @@ class TFCheckpointFormat(BaseFormat):
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         tf = import_tensorflow()
         prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
-        return self.new_artifact(directory, Path(prefix).name, describe(model),
-                                 prefix=Path(prefix).name, input_specs=spec_meta(inputs))
+        return self.new_artifact(directory, Path(prefix).name, describe(model), inputs,
+                                 prefix=Path(prefix).name)
 
-    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
-
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                into: Any = None, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """`tf.train.Checkpoint(model=...).read` into `into` or a fresh `build()`.
 
         With by-name options (`var_map`, `only`, `strict=False`, `skip_mismatched`) the values
         are matched by object path instead (``model/_operations/1/_kernel``, what
-        `saved_variables` lists), so a changed model can take what still fits.
+        `saved_names` lists), so a changed model can take what still fits.
         """
         tf = import_tensorflow()
-        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
-        options.pop("safe_mode", None)
-        by_name = RestoreOptions(**options)
-        if by_name.by_name:
-            return restore_variables(
-                self.name, artifact, self.saved_variables(artifact), by_name,
-                how="tf.train.load_checkpoint by object path", target=into, build=build,
-                object_root="model")
+        saved = self.saved_names(artifact, options)
+        if options.by_name:
+            return restore_variables(self.name, artifact, saved, options,
+                                     how="tf.train.load_checkpoint by object path",
+                                     object_root="model")
 
         def fill(target: Any) -> RestoreReport:
             report = RestoreReport()
             # The same matching by object path names what TF's own messages do not: both
             # sides of a shape mismatch, each missing variable by name.
-            plan = plan_restore(target_variables(target, object_root="model"),
-                                self.saved_variables(artifact)).report
+            plan = plan_restore(target_variables(target, object_root="model"), saved).report
             if plan.mismatched:
                 report.mismatched, report.notes = plan.mismatched, plan.notes
                 return report
@@ -95,18 +89,18 @@ class TFCheckpointFormat(BaseFormat):
                 report.unused.append(f"(tf.train.Checkpoint) {first_lines(exc, 2)}")
             return report
 
-        return restore_into_rebuilt(self, artifact, build, fill,
-                                    how="tf.train.Checkpoint.read into the rebuilt model",
-                                    target=into)
+        return restore_into_rebuilt(self.name, artifact, options, fill,
+                                    how="tf.train.Checkpoint.read into the rebuilt model")
 
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The checkpoint's values by object path (what `var_map` keys and `only` refer to)."""
         return checkpoint_variables(str(artifact.path))
 
 
 class SavedModelFormat(BaseFormat):
     name = "savedmodel"
-    c_api = True
+    capi = CAPI_SAVED_MODEL
+    restore_options = INTO_MODEL
     description = "SavedModel directory, run through its serving_default signature"
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
@@ -120,13 +114,10 @@ class SavedModelFormat(BaseFormat):
             tf.saved_model.save(model, str(path), signatures=concrete_function(model, inputs))
         else:
             save_graph_savedmodel(model, path)
-        return self.new_artifact(directory, "saved_model", info, signature="serving_default",
-                                 input_specs=spec_meta(inputs))
+        return self.new_artifact(directory, "saved_model", info, inputs,
+                                 signature="serving_default")
 
-    restore_options = ("into", "safe_mode", *RestoreOptions.KEYS)
-
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                into: Any = None, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Load the SavedModel and run its signature; or restore its variables by name.
 
         By name when `into=` is given, or `build=` together with a by-name option
@@ -136,25 +127,20 @@ class SavedModelFormat(BaseFormat):
         paths; a TF1 graph's op names). `build=` alone keeps the whole-model load.
         """
         tf = import_tensorflow()
-        reject_unknown(self.name, {**options, "into": into}, self.restore_options)
-        options.pop("safe_mode", None)
-        by_name = RestoreOptions(**options)
-        if into is not None or (build is not None and by_name.by_name):
+        if options.into is not None or (options.build is not None and options.by_name):
             return restore_variables(
-                self.name, artifact, self.saved_variables(artifact), by_name,
+                self.name, artifact, self.saved_names(artifact, options), options,
                 how="tf.train.load_checkpoint(variables/variables) by variable name",
-                target=into, build=build, display="path")
-        if by_name.by_name:
-            raise TypeError(
-                f"[{self.name}] var_map/only/strict/skip_mismatched restore into a model: pass "
-                "into=<model> or build=<callable>")
+                display="path")
+        if options.by_name:
+            raise needs_target(self.name)
         key = artifact.meta.get("signature", "serving_default")
         loaded = tf.saved_model.load(str(artifact.path))
         try:
             signature = loaded.signatures[key]
         except KeyError:
-            raise KeyError(f"{artifact.path} has no {key!r} signature; it has "
-                           f"{sorted(loaded.signatures)}") from None
+            raise ArtifactError(f"{artifact.path} has no {key!r} signature; it has "
+                                f"{sorted(loaded.signatures)}") from None
         arg_specs = signature.structured_input_signature[1]
         names = sorted(arg_specs, key=natural_key)
 
@@ -168,7 +154,7 @@ class SavedModelFormat(BaseFormat):
 
         return Restored(artifact, loaded, runner, how=f"tf.saved_model.load + {key!r} signature")
 
-    def saved_variables(self, artifact: Artifact) -> SavedVariables:
+    def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The SavedModel's variables by name (what `var_map` keys and `only` refer to)."""
         return checkpoint_variables(str(artifact.path / "variables" / "variables"),
                                     source=str(artifact.path), group_by_variable_name=True)

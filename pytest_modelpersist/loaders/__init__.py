@@ -29,8 +29,8 @@ RUNNER = Path(__file__).with_name("subprocess_runner.py")
 
 
 def loaders_of(fmt: Any) -> tuple[str, ...]:
-    """The loaders a format supports (a format may declare `loaders`; default: in-process)."""
-    return tuple(getattr(fmt, "loaders", (INPROCESS,)))
+    """The loaders a format supports (its declared `loaders`)."""
+    return tuple(fmt.loaders)
 
 
 def parse_loaders(spec: Any, source: str, *, error: type[Exception]) -> list[str]:

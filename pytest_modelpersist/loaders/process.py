@@ -8,14 +8,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import LoaderError
+
+__all__ = ["LoaderError", "run_child", "signal_name", "tail"]
+
 _STDERR_TAIL = 2000
-
-
-class LoaderError(RuntimeError):
-    """A loader process failed, crashed or timed out."""
-
-    #: What the message left out for brevity (a Keras object config), for the report.
-    details: str | None = None
 
 
 def signal_name(rc: int) -> str:

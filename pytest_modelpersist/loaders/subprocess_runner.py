@@ -26,6 +26,7 @@ def main(request_path: str) -> int:
 
     from pytest_modelpersist._tf import import_tensorflow
     from pytest_modelpersist.formats.base import Artifact
+    from pytest_modelpersist.restore.options import parse_restore_options
 
     import_tensorflow()
     # What the serving side has on purpose (ini persist_subprocess_path/_imports), e.g. the
@@ -42,7 +43,9 @@ def main(request_path: str) -> int:
     with np.load(request["inputs_npz"], allow_pickle=False) as npz:
         inputs = [npz[f"input_{i}"] for i in range(len(npz.files))]
     try:
-        restored = fmt.restore(artifact, **request.get("options", {}))
+        options = parse_restore_options(fmt.name, fmt.restore_options,
+                                        request.get("options", {}))
+        restored = fmt.restore(artifact, options)
         outputs = restored(inputs)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
