@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from . import golden as golden_files
+from ._session_run import set_run_timeout
 from .compare import ArrayComparison, Tolerance, compare_outputs
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
@@ -89,6 +90,7 @@ class Persist:
         self._cache = cache if cache is not None and cache.enabled else None
         self._tmp_path = tmp_path
         self._options = options
+        set_run_timeout(options.timeout)  # Session.run deadline of this test's in-process runs
         self._nodeid = nodeid
         self._golden = golden
         self._saves = 0
@@ -325,7 +327,9 @@ class Persist:
         timeout = self._options.timeout
         if loader == loaders.CAPI:
             return Restored(artifact, None,
-                            lambda args: loaders.run_with_capi(artifact, args, timeout=timeout),
+                            lambda args: loaders.run_with_capi(
+                                artifact, args, timeout=timeout,
+                                safe_mode=options.get("safe_mode", self._options.safe_mode)),
                             how="TensorFlow's C API in a process without the tensorflow package")
         return Restored(
             artifact, None,

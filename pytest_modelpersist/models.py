@@ -96,7 +96,9 @@ class GraphModel:
 
     def __call__(self, inputs: Inputs = None) -> list[np.ndarray]:
         feeds = dict(zip(self.input_names, as_input_list(inputs), strict=True))
-        return [np.asarray(v) for v in self.session.run(self.output_names, feed_dict=feeds)]
+        from ._session_run import session_run  # under the persist timeout, interruptible
+
+        return [np.asarray(v) for v in session_run(self.session, self.output_names, feeds)]
 
 
 def as_input_list(inputs: Inputs) -> list[np.ndarray]:

@@ -32,21 +32,14 @@ class FrozenGraphFormat(BaseFormat):
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Read and import the graph; with `safe_mode` (the default), refuse a graph holding
-        ops that read or write files or run Python (pb.unsafe_ops) before running it.
+        ops that touch files, run Python or may hang (pb.screen) before running it.
         ``grappler=True`` runs it with TensorFlow's graph optimizer on."""
         from . import pb as freezing
 
         grappler = bool(options.get("grappler", False))
         graph_def = freezing.read_graph_def(artifact.path)
-        found = freezing.unsafe_ops(graph_def) if options.safe_mode else []
-        if found:
-            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-            raise PermissionError(
-                f"{artifact.path}: the graph holds ops that read or write files or run Python "
-                f"when it runs ({shown}); refused by default, as a frozen model needs none. If "
-                "you trust this file, opt in for this test only: "
-                "@pytest.mark.persist(unsafe=True)"
-            )
+        freezing.screen_graph_def(graph_def, fmt=self.name, path=artifact.path,
+                                  allow=not options.safe_mode)
         inputs, outputs = artifact.meta["inputs"], artifact.meta["outputs"]
 
         def runner(args: list[np.ndarray]) -> list[np.ndarray]:

@@ -36,6 +36,7 @@ from ..restoring import (
     restore_variables,
 )
 from .base import Artifact, BaseFormat, Restored
+from .pb.saved import screen_meta_graph
 
 PREFIX = "model"
 
@@ -142,7 +143,7 @@ class CkptFormat(BaseFormat):
             return self.restore_into(artifact, options, prefix)
         if options.by_name:
             raise needs_target(self.name)
-        return self.restore_meta_graph(artifact, prefix)
+        return self.restore_meta_graph(artifact, prefix, safe_mode=options.safe_mode)
 
     def prefix(self, artifact: Artifact, options: RestoreOptions) -> str:
         """The checkpoint prefix `options` pick (``checkpoint=``), or the latest."""
@@ -153,13 +154,17 @@ class CkptFormat(BaseFormat):
         """The checkpoint's variables by name (what `var_map` keys and `only` refer to)."""
         return checkpoint_variables(self.prefix(artifact, options))
 
-    def restore_meta_graph(self, artifact: Artifact, prefix: str) -> Restored:
-        """`import_meta_graph` + `Saver.restore` of the chosen checkpoint: no model code."""
+    def restore_meta_graph(self, artifact: Artifact, prefix: str, *,
+                           safe_mode: bool = True) -> Restored:
+        """`import_meta_graph` + `Saver.restore` of the chosen checkpoint: no model code.
+
+        With `safe_mode` the `.meta` graph is screened first (pb.screen_meta_graph)."""
         tf = import_tensorflow()
         meta = Path(prefix + ".meta")
         if not meta.exists():
             raise FileNotFoundError(f"{meta} is missing: the checkpoint {prefix} was saved "
                                     "without its graph (write_meta_graph=False)")
+        screen_meta_graph(meta, fmt=self.name, allow=not safe_mode)
         graph = tf.Graph()
         with graph.as_default():
             saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)

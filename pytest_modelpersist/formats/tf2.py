@@ -32,6 +32,7 @@ from ..restoring import (
     target_variables,
 )
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored
+from .pb.saved import screen_saved_model
 
 
 class TFCheckpointFormat(BaseFormat):
@@ -135,6 +136,7 @@ class SavedModelFormat(BaseFormat):
         if options.by_name:
             raise needs_target(self.name)
         key = artifact.meta.get("signature", "serving_default")
+        screen_saved_model(artifact.path, fmt=self.name, allow=not options.safe_mode)
         loaded = tf.saved_model.load(str(artifact.path))
         try:
             signature = loaded.signatures[key]

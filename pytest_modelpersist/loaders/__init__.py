@@ -91,8 +91,11 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
 
 
 def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
-                  timeout: float = DEFAULT_TIMEOUT) -> list[np.ndarray]:
+                  timeout: float = DEFAULT_TIMEOUT, safe_mode: bool = True) -> list[np.ndarray]:
     """Run an artifact through TensorFlow's C API; its outputs.
+
+    With ``safe_mode`` (the default) the graph is screened in this process first, as the
+    in-process restore screens it (formats.pb): the C API would run whatever it holds.
 
     Which C API call loads it follows from its files, whatever the format is called: a
     SavedModel directory (``saved_model.pb`` inside; fed and fetched through the signature
@@ -120,6 +123,8 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
         raise LoaderError(f"[{artifact.format}] {path}: the C API loader reads a SavedModel "
                           "directory, or a GraphDef file whose artifact names its input and "
                           "output tensors (meta 'inputs'/'outputs')")
+    if safe_mode:
+        _screen(kind, path, artifact.format)
     if len(feeds_names) != len(inputs):
         raise LoaderError(f"[{artifact.format}] {path} takes {len(feeds_names)} inputs "
                           f"({feeds_names}), got {len(inputs)}")
@@ -129,3 +134,16 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                             workdir=scratch, timeout=timeout)
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
+
+
+def _screen(kind: str, path: Path, fmt: str) -> None:
+    """LoaderError when the graph the C API would load holds unsafe ops (see formats.pb)."""
+    from ..formats import pb
+
+    try:
+        if kind == "savedmodel":
+            pb.screen_saved_model(path, fmt=fmt)
+        else:
+            pb.screen_graph_def(pb.read_graph_def(path), fmt=fmt, path=path)
+    except (pb.UnsafeGraphError, ValueError) as exc:  # unreadable here: not screened, refused
+        raise LoaderError(f"[{fmt}] C API loader: {exc}") from None

@@ -8,7 +8,9 @@ tensor name (``"x:0"``) from any language binding. One concern per module:
 * ``constants``: TensorFlow's variables -> constants rewrite, with one-copy Const filling;
 * ``graph``: :class:`FrozenGraph`, the result; ``graph_io``: reading and writing GraphDef files;
 * ``structure``: variable ops left in a graph, and the structural check of a freeze;
-* ``screen``: ops that touch files or run Python; ``run``: running a GraphDef in a Session;
+* ``screen``: the op screen derived from TensorFlow's op registry; ``saved``: screening
+  SavedModel and ``.meta`` graphs (their own saver and asset ops let through);
+* ``run``: running a GraphDef in a Session (under the persist timeout);
 * ``size``: size estimates and the 2 GiB protobuf limit; ``names``: tensor/node name helpers.
 
 TensorFlow is imported inside the functions, never when this package is imported. The format
@@ -22,9 +24,21 @@ from .freeze_v2 import freeze_function
 from .graph import FrozenGraph
 from .graph_io import TEXT_SUFFIXES, read_graph_def, write_graph_def
 from .run import run_graph_def
-from .screen import UNSAFE_OP_TYPES, unsafe_ops
+from .saved import screen_meta_graph, screen_saved_model
+from .screen import (
+    UNSAFE_OP_TYPES,
+    UnsafeGraphError,
+    screen_graph_def,
+    unsafe_op_types,
+    unsafe_ops,
+)
 from .size import GRAPHDEF_LIMIT, GraphTooLargeError, estimate_graph_bytes, estimate_node_bytes
-from .structure import VARIABLE_OP_TYPES, graph_variable_ops, unexpected_variable_ops
+from .structure import (
+    VARIABLE_OP_TYPES,
+    graph_variable_ops,
+    prune_unreachable,
+    unexpected_variable_ops,
+)
 
 __all__ = [
     "GRAPHDEF_LIMIT",
@@ -33,14 +47,20 @@ __all__ = [
     "VARIABLE_OP_TYPES",
     "FrozenGraph",
     "GraphTooLargeError",
+    "UnsafeGraphError",
     "estimate_graph_bytes",
     "estimate_node_bytes",
     "freeze_function",
     "freeze_session",
     "graph_variable_ops",
+    "prune_unreachable",
     "read_graph_def",
     "run_graph_def",
+    "screen_graph_def",
+    "screen_meta_graph",
+    "screen_saved_model",
     "unexpected_variable_ops",
+    "unsafe_op_types",
     "unsafe_ops",
     "write_graph_def",
 ]

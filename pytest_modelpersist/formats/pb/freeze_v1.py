@@ -16,7 +16,7 @@ import numpy as np
 from .graph import FrozenGraph
 from .names import ancestors, check_names_present, op_name, resolve_names, tensor_name
 from .size import check_size, estimate_node_bytes, shape_attr_nbytes
-from .structure import VARIABLE_SOURCE_OPS
+from .structure import VARIABLE_SOURCE_OPS, prune_unreachable
 
 
 def freeze_session(
@@ -70,6 +70,7 @@ def freeze_session(
         )
     kept = [n.name for n in frozen_def.node if n.op in VARIABLE_SOURCE_OPS]
     check_names_present(frozen_def, inputs, "freeze_session (inputs no output depends on?)")
+    prune_unreachable(frozen_def, outputs, keep=inputs)
     return FrozenGraph(frozen_def, inputs, outputs, kept)
 
 

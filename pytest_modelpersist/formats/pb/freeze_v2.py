@@ -22,6 +22,7 @@ from .constants import replace_variables_by_constants
 from .graph import FrozenGraph
 from .names import check_names_present, resolve_names, strip_output
 from .size import check_size, estimate_graph_bytes, variable_nbytes
+from .structure import prune_unreachable
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensorflow.core.framework.graph_pb2 import GraphDef
@@ -90,6 +91,7 @@ def freeze_function(
     inputs = [t.name for t in fn.inputs[:n_args]]
     outputs = [t.name for t in fn.outputs[: len(tf.nest.flatten(fn.structured_outputs))]]
     check_names_present(frozen_def, inputs + outputs, "freeze_function")
+    prune_unreachable(frozen_def, outputs, keep=inputs)
     return FrozenGraph(frozen_def, inputs, outputs, kept)
 
 

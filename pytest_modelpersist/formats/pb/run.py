@@ -1,4 +1,4 @@
-"""Running a GraphDef once in a fresh tf.Graph and Session."""
+"""Running a GraphDef once in a fresh tf.Graph and Session (under the persist timeout)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..._session_run import session_run
 from .names import tensor_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from tensorflow.core.framework.graph_pb2 import GraphDef
-
 
 def run_graph_def(
     graph_def: GraphDef,
@@ -26,7 +26,8 @@ def run_graph_def(
     With ``grappler=False`` Grappler (meta optimizer) and the classic graph optimizer
     (constant folding, CSE; OptimizerOptions.L0) are off: the first run of a graph with big
     constants costs far less, and the arithmetic is the same ops on the same values. Eager
-    execution stays enabled globally. Returns the fetched values as numpy arrays, in order.
+    execution stays enabled globally. The run honours the persist timeout (:func:`session_run`).
+    Returns the fetched values as numpy arrays, in order.
 
     Like every ``import_graph_def``, this adds default-valued attrs to ``graph_def``'s nodes in
     place (TensorFlow's behaviour; copying a big graph first would cost more than the run).
@@ -45,5 +46,5 @@ def run_graph_def(
         config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0
     feed_dict = {tensor_name(name): value for name, value in feeds.items()}
     with tf.compat.v1.Session(graph=graph, config=config) as session:
-        values = session.run([tensor_name(f) for f in fetches], feed_dict=feed_dict)
+        values = session_run(session, [tensor_name(f) for f in fetches], feed_dict)
     return [np.asarray(v) for v in values]

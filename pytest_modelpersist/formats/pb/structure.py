@@ -93,3 +93,40 @@ def called(node: Any) -> list[str]:
         elif attr.HasField("list"):
             names.extend(f.name for f in attr.list.func)
     return names
+
+
+def prune_unreachable(graph_def: GraphDef, outputs: Iterable[str],
+                      keep: Iterable[str] = ()) -> list[str]:
+    """Drop, in place, every node no output depends on, and every library function no
+    remaining node calls; returns the dropped node names.
+
+    A frozen graph is run by fetching its outputs, so a node outside their ancestry (data or
+    control) never runs there; but another consumer of the file (a C API program running every
+    node, a tool converting it) would run it, and a screen would have to reason about it.
+    ``keep`` names nodes to keep anyway (feedable inputs no output uses).
+    """
+    from .names import ancestors
+
+    nodes = {n.name: n for n in graph_def.node}
+    reachable = ancestors(nodes, [op_name(o) for o in [*outputs, *keep]])
+    dropped = [n.name for n in graph_def.node if n.name not in reachable]
+    if dropped:
+        kept_nodes = [n for n in graph_def.node if n.name in reachable]
+        del graph_def.node[:]
+        graph_def.node.extend(kept_nodes)
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    used: set[str] = set()
+    stack = [f for n in graph_def.node for f in called(n) if f in functions]
+    while stack:
+        name = stack.pop()
+        if name not in used:
+            used.add(name)
+            stack += [f for n in functions[name].node_def for f in called(n) if f in functions]
+    if len(used) < len(functions):
+        kept_functions = [f for f in graph_def.library.function if f.signature.name in used]
+        del graph_def.library.function[:]
+        graph_def.library.function.extend(kept_functions)
+        gradients = [g for g in graph_def.library.gradient if g.function_name in used]
+        del graph_def.library.gradient[:]
+        graph_def.library.gradient.extend(gradients)
+    return dropped
