@@ -14,7 +14,11 @@ in the gitignored `.hypothesis/`).
 * frozen graphs (formats/pb, the `pb` format): mutated bytes of a real frozen graph checked
   through `persist.check`, in a subprocess (a TensorFlow abort would kill pytest): a failure
   naming [pb], the file and the cause, or a pass when the mutant's outputs are identical —
-  never a crash, a hang or a raw exception.
+  never a crash, a hang or a raw exception;
+* SavedModel ``saved_model.pb`` and ckpt ``.meta`` protos (field-level edits: op types,
+  inputs, attrs, signatures, saver_def, init ops, asset names), in a subprocess: a failure
+  naming the format and the file (often the op screen's refusal), or the original outputs; no
+  mutant writes a file.
 """
 
 from __future__ import annotations
@@ -326,6 +330,25 @@ def test_random_sidecar_documents_are_refused_or_read_exactly_300_examples(writt
 
 # ---- frozen graphs: mutated .pb bytes, in a subprocess -------------------------------------
 
+
+def run_fuzz_child(args: list[str], tmp_path: Path, timeout: float = 240) -> dict[str, int]:
+    """Run a fuzz child script (tests/fuzz_*_child.py) in a fresh interpreter, so that a
+    TensorFlow abort cannot kill pytest; the counts it printed. Fails on a hang or a crash."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [str(HERE), os.environ.get("PYTHONPATH", "")])}
+    last = tmp_path / "last-example.bin"
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / args[0]), *args[1:]],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as exc:  # a hang
+        pytest.fail(f"the fuzz child {args[0]} hung ({timeout:g} s); last example in {last}: "
+                    f"{exc}")
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, (f"child exited with {proc.returncode} (negative: killed by "
+                                  f"that signal, a crash); last example in {last}\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 PB_EXAMPLES = 250
 
 
@@ -334,22 +357,23 @@ def test_mutated_frozen_graph_bytes_never_crash_or_hang_250_examples(tmp_path):
     mutated bytes of a real frozen graph restored and run through the `pb` format give a
     failure naming [pb], the file and a cause, or outputs — never a crash, a hang or another
     exception. The child is tests/fuzz_pb_child.py; it prints what it saw."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
-        [str(HERE), os.environ.get("PYTHONPATH", "")])}
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(HERE / "fuzz_pb_child.py"), str(tmp_path), str(PB_EXAMPLES)],
-            capture_output=True, text=True, timeout=240, env=env,
-        )
-    except subprocess.TimeoutExpired as exc:  # a hang
-        last = (tmp_path / "last-example.bin")
-        pytest.fail(f"the pb fuzz child hung (240 s); last example in {last}: {exc}")
-    tail = (proc.stdout + proc.stderr)[-3000:]
-    assert proc.returncode == 0, (f"child exited with {proc.returncode} (negative: killed by "
-                                  f"that signal, a crash); last example in "
-                                  f"{tmp_path / 'last-example.bin'}\n{tail}")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = run_fuzz_child(["fuzz_pb_child.py", str(tmp_path), str(PB_EXAMPLES)], tmp_path)
     assert summary["examples"] >= PB_EXAMPLES, summary
     assert summary["refused"] > 0 and summary["other"] == 0, summary
     print("pb fuzz:", summary)
 
+
+SAVED_EXAMPLES = 25
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "ckpt"])
+def test_mutated_saved_model_and_meta_protos_never_crash_or_hang_25_examples(fmt, tmp_path):
+    """25 examples per format, in a fresh interpreter: field-level edits of a real
+    ``saved_model.pb`` / ``.meta`` (op types incl. WriteFile/ReadFile/PyFunc, inputs, attrs,
+    signatures, saver_def names, init ops, asset names) give a failure naming the format and
+    the file, or the original outputs; no mutant writes a file (tests/fuzz_saved_child.py)."""
+    summary = run_fuzz_child(["fuzz_saved_child.py", fmt, str(tmp_path), str(SAVED_EXAMPLES)],
+                             tmp_path, timeout=540)
+    assert summary["examples"] >= SAVED_EXAMPLES, summary
+    assert summary["refused (screen)"] > 0 and summary["other"] == 0, summary
+    print(f"{fmt} proto fuzz:", summary)
