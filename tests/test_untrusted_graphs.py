@@ -290,3 +290,25 @@ def test_sigint_stops_an_in_process_hang(pytester):
         proc.kill()
     assert time.monotonic() - start < 30
     assert "KeyboardInterrupt" in rest, rest
+
+
+def test_ckpt_restore_op_pointed_outside_the_artifact_is_refused(tmp_path):
+    """The saver's own RestoreV2 is let through only while the loader names its file."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    secret = tmp_path / "elsewhere"
+    model = crafted.graph_model(lambda tf, x: tf.no_op(), variable=True)
+    artifact = persist("ckpt", tmp_path / "save").save(model, inputs=X)
+    (meta_path,) = artifact.directory.glob("*.meta")
+    meta = meta_graph_pb2.MetaGraphDef()
+    meta.ParseFromString(meta_path.read_bytes())
+    restore = next(n for n in meta.graph_def.node if n.op == "RestoreV2")
+    const = meta.graph_def.node.add(name="elsewhere_prefix", op="Const")
+    const.attr["dtype"].type = 7  # DT_STRING
+    const.attr["value"].tensor.dtype = 7
+    const.attr["value"].tensor.string_val.append(str(secret).encode())
+    restore.input[0] = "elsewhere_prefix"
+    meta_path.write_bytes(meta.SerializeToString())
+    message = failure(lambda: persist("ckpt", tmp_path / "safe").restore(artifact.directory))
+    assert_clear(message, "ckpt", meta_path, rf"{restore.name} \(RestoreV2\)")
+    assert OPT_IN in message

@@ -135,11 +135,18 @@ def unsafe_ops(graph_def: GraphDef, *, allowed: Iterable[str] = ()) -> list[str]
     Nodes named in ``allowed`` (``"node"`` or ``"function/node"``) are skipped. Returns them in
     graph order; empty for an ordinary frozen model.
     """
+    scopes = [("", graph_def.node)]
+    scopes += [(f.signature.name + "/", f.node_def) for f in graph_def.library.function]
+    functions = {f.signature.name for f in graph_def.library.function}
+    known = {name for name, _ in _op_registry()}
+    if any(n.op not in known and n.op not in functions for _, nodes in scopes for n in nodes):
+        # Ops registered since the registry was read (a custom-op library imported later)
+        # are classified too; ops nobody registered cannot run (import_graph_def refuses).
+        _op_registry.cache_clear()
+        unsafe_op_types.cache_clear()
     unsafe = unsafe_op_types()
     skip = set(allowed)
     found = []
-    scopes = [("", graph_def.node)]
-    scopes += [(f.signature.name + "/", f.node_def) for f in graph_def.library.function]
     for scope, nodes in scopes:
         for node in nodes:
             if scope + node.name in skip:
