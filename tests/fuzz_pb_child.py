@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402  (numpy before TensorFlow's libraries, see FACTS.md)
 import pytest  # noqa: E402
+from fuzz_common import run_property  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -138,14 +139,7 @@ def main(workdir: Path, examples: int) -> int:
         seen["same outputs"] += 1
 
     try:
-        check_mutant()
-    except Exception as exc:  # a property violation: report it, the parent fails
-        import traceback
-
-        for sub in getattr(exc, "exceptions", [exc]):
-            print("property violated:", "".join(traceback.format_exception(sub))[:4000],
-                  file=sys.stderr)
-        seen["other"] += 1
+        run_property(check_mutant, seen)
     finally:
         shutil.copyfile(workdir / "last-example.bin", workdir / "last-example.bin.done")
     print(json.dumps({"examples": sum(seen.values()), **{k: seen.get(k, 0) for k in (

@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402  (numpy before TensorFlow's libraries, see FACTS.md)
 import pytest  # noqa: E402
+from fuzz_common import run_property  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -157,15 +158,7 @@ def main(fmt_name: str, workdir: Path, examples: int) -> int:
             seen["same outputs"] += 1  # check() compared them with the original model's
         assert not any(outside.iterdir()), f"a mutant wrote {list(outside.iterdir())}"
 
-    try:
-        check_mutant()
-    except Exception as exc:  # a property violation: report it, the parent fails
-        import traceback
-
-        for sub in getattr(exc, "exceptions", [exc]):
-            print("property violated:", "".join(traceback.format_exception(sub))[:4000],
-                  file=sys.stderr)
-        seen["other"] += 1
+    run_property(check_mutant, seen)
     print(json.dumps({"examples": sum(seen.values()), **{k: seen.get(k, 0) for k in (
         "refused (screen)", "failed", "same outputs", "other")}}))
     return 0 if not seen["other"] else 1

@@ -177,16 +177,22 @@ def test_ckpt_meta_whose_output_writes_a_file_is_refused(tmp_path):
     assert_opted_in_run_has_the_effect("ckpt", artifact, tmp_path / "unsafe", marker)
 
 
-def test_ckpt_restore_group_holding_a_write_is_refused(tmp_path):
-    tf = model_zoo.import_tensorflow()
+def clean_ckpt_meta(tmp_path: Path) -> tuple[Any, Path, Any]:
+    """A clean ckpt artifact, its .meta path and the parsed MetaGraphDef (to craft)."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    marker = tmp_path / "written-by-restore"
     model = crafted.graph_model(lambda tf, x: tf.no_op(), variable=True)
     artifact = persist("ckpt", tmp_path / "save").save(model, inputs=X)
     (meta_path,) = artifact.directory.glob("*.meta")
     meta = meta_graph_pb2.MetaGraphDef()
     meta.ParseFromString(meta_path.read_bytes())
+    return artifact, meta_path, meta
+
+
+def test_ckpt_restore_group_holding_a_write_is_refused(tmp_path):
+    tf = model_zoo.import_tensorflow()
+    marker = tmp_path / "written-by-restore"
+    artifact, meta_path, meta = clean_ckpt_meta(tmp_path)
     with tf.Graph().as_default() as g:  # the nodes of one WriteFile, added to the restore group
         tf.io.write_file(str(marker), "ran", name="evil")
     meta.graph_def.node.extend(g.as_graph_def().node)
@@ -294,14 +300,8 @@ def test_sigint_stops_an_in_process_hang(pytester):
 
 def test_ckpt_restore_op_pointed_outside_the_artifact_is_refused(tmp_path):
     """The saver's own RestoreV2 is let through only while the loader names its file."""
-    from tensorflow.core.protobuf import meta_graph_pb2
-
     secret = tmp_path / "elsewhere"
-    model = crafted.graph_model(lambda tf, x: tf.no_op(), variable=True)
-    artifact = persist("ckpt", tmp_path / "save").save(model, inputs=X)
-    (meta_path,) = artifact.directory.glob("*.meta")
-    meta = meta_graph_pb2.MetaGraphDef()
-    meta.ParseFromString(meta_path.read_bytes())
+    artifact, meta_path, meta = clean_ckpt_meta(tmp_path)
     restore = next(n for n in meta.graph_def.node if n.op == "RestoreV2")
     const = meta.graph_def.node.add(name="elsewhere_prefix", op="Const")
     const.attr["dtype"].type = 7  # DT_STRING
