@@ -22,20 +22,25 @@ _RUN_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "modelpersist_run_timeout", default=None)
 
 
-def set_run_timeout(seconds: float | None) -> None:
-    """Limit every :func:`session_run` to ``seconds`` from now on (the plugin sets each test's
-    persist timeout); None or <= 0: no limit."""
-    _RUN_TIMEOUT.set(None if seconds is None or seconds <= 0 else float(seconds))
-
-
 @contextlib.contextmanager
 def run_timeout(seconds: float | None) -> Iterator[None]:
-    """:func:`set_run_timeout` for a block only."""
+    """Limit every :func:`session_run` inside the block to ``seconds`` (the test's persist
+    timeout); None or <= 0: no limit. Scoped, so one test's limit never leaks into another."""
     token = _RUN_TIMEOUT.set(None if seconds is None or seconds <= 0 else float(seconds))
     try:
         yield
     finally:
         _RUN_TIMEOUT.reset(token)
+
+
+def with_run_timeout(call: Callable[..., T], seconds: float | None) -> Callable[..., T]:
+    """``call`` run under :func:`run_timeout` (a restored model's runner, say)."""
+
+    def limited(*args: Any, **kwargs: Any) -> T:
+        with run_timeout(seconds):
+            return call(*args, **kwargs)
+
+    return limited
 
 
 def session_run(session: Any, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:

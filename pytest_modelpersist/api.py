@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from . import golden as golden_files
-from ._session_run import set_run_timeout
+from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison, Tolerance, compare_outputs
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
@@ -90,7 +90,6 @@ class Persist:
         self._cache = cache if cache is not None and cache.enabled else None
         self._tmp_path = tmp_path
         self._options = options
-        set_run_timeout(options.timeout)  # Session.run deadline of this test's in-process runs
         self._nodeid = nodeid
         self._golden = golden
         self._saves = 0
@@ -192,9 +191,12 @@ class Persist:
         loader = loader or self._loader
         if loader != "inprocess":
             return self._restore_elsewhere(artifact, loader, options)
+        timeout = self._options.timeout  # Session.run deadline of in-process graph runs
         with (self._step("restore", artifact.path, None, artifact=artifact),
-              self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore")):
+              self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore"),
+              run_timeout(timeout)):
             restored = self._fmt.restore(artifact, options)
+        restored.runner = with_run_timeout(restored.runner, timeout)
         if restored.report is not None and not restored.report.complete:
             pytest.fail(
                 f"[{self.format}] restore of {artifact.path} ({restored.how}) was incomplete: "
@@ -329,7 +331,7 @@ class Persist:
             return Restored(artifact, None,
                             lambda args: loaders.run_with_capi(
                                 artifact, args, timeout=timeout,
-                                safe_mode=options.get("safe_mode", self._options.safe_mode)),
+                                safe_mode=options.safe_mode),
                             how="TensorFlow's C API in a process without the tensorflow package")
         return Restored(
             artifact, None,

@@ -265,7 +265,7 @@ def test_a_graph_blocking_forever_fails_at_the_timeout(fmt, tmp_path):
 
 
 def test_sigint_stops_an_in_process_hang(pytester):
-    """Ctrl-C ends a test blocked in Session.run at once (not at the 600 s timeout)."""
+    """Ctrl-C ends a test blocked in Session.run (not at its 600 s deadline)."""
     import signal
     import subprocess
     import sys
@@ -291,10 +291,12 @@ def test_sigint_stops_an_in_process_hang(pytester):
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
-        rest = proc.communicate(timeout=60)[0]
+        rest = proc.communicate(timeout=180)[0]
     finally:
         proc.kill()
-    assert time.monotonic() - start < 30
+    # far below the 600 s deadline (pytest's teardown and TensorFlow's exit take a while on a
+    # busy machine)
+    assert time.monotonic() - start < 120
     assert "KeyboardInterrupt" in rest, rest
 
 
