@@ -164,7 +164,8 @@ class CkptFormat(BaseFormat):
         if not meta.exists():
             raise FileNotFoundError(f"{meta} is missing: the checkpoint {prefix} was saved "
                                     "without its graph (write_meta_graph=False)")
-        screen_meta_graph(meta, fmt=self.name, allow=not safe_mode)
+        screen_meta_graph(meta, fmt=self.name, allow=not safe_mode,
+                          fetches=artifact.meta["outputs"])
         graph = tf.Graph()
         with graph.as_default():
             saver = tf.compat.v1.train.import_meta_graph(str(meta), clear_devices=True)

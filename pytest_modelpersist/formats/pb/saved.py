@@ -12,7 +12,7 @@ function of the library, any signature.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,17 +49,41 @@ def screen_saved_model(directory: str | os.PathLike[str], *, fmt: str = "savedmo
 
 
 def screen_meta_graph(path: str | os.PathLike[str], *, fmt: str = "ckpt",
-                      allow: bool = False) -> None:
+                      allow: bool = False, fetches: Sequence[str] | None = None) -> None:
     """Refuse (UnsafeGraphError) a TF1 ``.meta`` graph whose ops touch files, Python or may
-    hang, before ``import_meta_graph``; the saver's restore group is screened like the rest."""
+    hang, before ``import_meta_graph``; the saver's restore group is screened like the rest.
+
+    ``fetches`` (the tensors the restore will fetch), when given, limits the screen to what a
+    Session can run here: their ancestors, the saver's restore op's, and the functions those
+    call (a Session runs nothing else). Other savers a training graph kept (one per
+    ``Saver()``) are then out of the way; without ``fetches`` every node is screened.
+    """
     if allow:
         return
     from tensorflow.core.protobuf import meta_graph_pb2
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
     if _parse(meta_graph, Path(path)):
+        if fetches is not None:
+            _keep_only_what_runs(meta_graph, fetches)
         _screen_meta_graph(meta_graph, fmt=fmt, path=Path(path), assets=None,
                            what="checkpoint's meta graph")
+
+
+def _keep_only_what_runs(meta_graph: Any, fetches: Sequence[str]) -> None:
+    """Drop from ``meta_graph`` the nodes and functions no fetch and no restore op needs."""
+    graph_def = meta_graph.graph_def
+    nodes = {n.name: n for n in graph_def.node}
+    roots = [op_name(f) for f in fetches] + [
+        op_name(n) for n in (meta_graph.saver_def.restore_op_name,) if n]
+    reached = ancestors(nodes, roots)
+    functions = _called_functions(graph_def, (nodes[n] for n in reached))
+    kept = [n for n in graph_def.node if n.name in reached]
+    del graph_def.node[:]
+    graph_def.node.extend(kept)
+    kept_functions = [f for f in graph_def.library.function if f.signature.name in functions]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept_functions)
 
 
 def _parse(message: Any, path: Path) -> bool:

@@ -169,8 +169,8 @@ def refuse(found: list[str], *, fmt: str, path: object, what: str = "graph") -> 
         return
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
     raise UnsafeGraphError(
-        f"{path}: the {what} holds ops that read or write files, run Python or may block "
-        f"forever when it runs ({shown}); refused by default, as restoring a {fmt!r} model "
+        f"{path}: the {what} holds ops that read or write files (or run Python, or may "
+        f"block forever) when it runs ({shown}); refused by default, as restoring a {fmt!r} model "
         "needs none. If you trust this file, opt in for this test only: "
         "@pytest.mark.persist(unsafe=True)"
     )
