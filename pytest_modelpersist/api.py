@@ -240,6 +240,11 @@ class Persist:
             golden_sidecar = self._assert_golden(expected, None, inputs, settings,
                                                  what="the original model's outputs")
         result = CheckResult(self.format, artifact, [], expected, [], [])
+        # A lossy format (a quantized conversion) brings its own default tolerances: they
+        # apply to its restored outputs, under the explicit rtol/atol of the call or marker.
+        options = options.merged(table={**options.table,
+                                        **getattr(self._fmt, "tolerances", {})})
+        hint = getattr(self._fmt, "tolerance_hint", None)
         for attempt in attempts:
             restored = self._restore(artifact, attempt)
             with self._step("run the restored model", artifact.path, info), timed(self._node,
@@ -253,6 +258,7 @@ class Persist:
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
                 comparisons,
+                footer=[hint(options.rtol, options.atol)] if hint is not None else (),
             )
             if text:
                 pytest.fail(text, pytrace=False)

@@ -18,11 +18,14 @@ class FormatRegistry:
 
     def __init__(self) -> None:
         self._formats: dict[str, Format] = {}
+        self._opt_in: set[str] = set()
 
-    def register(self, fmt: Format, *, replace: bool = False) -> None:
+    def register(self, fmt: Format, *, replace: bool = False, in_all: bool = True) -> None:
         """Add `fmt` under `fmt.name`; a second format of the same name needs `replace=True`.
 
         Raises FormatContractError (a TypeError) naming every member of `Format` it lacks.
+        `in_all=False` leaves it out of 'all': it runs only when named (the conversions,
+        tflite and onnx, which are slow and lossy by design).
         """
         from .formats.base import check_format
 
@@ -32,6 +35,8 @@ class FormatRegistry:
             raise FormatContractError(
                 f"persist format {name!r} is already registered (pass replace=True)")
         self._formats[name] = fmt
+        if not in_all:
+            self._opt_in.add(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._formats
@@ -51,11 +56,16 @@ class FormatRegistry:
             raise UnknownFormatError(name, self.names()) from None
 
     def parse(self, spec: str | Iterable[str]) -> list[str]:
-        """Turn 'ckpt,h5' / 'all' / a list of names into known names, in registry order."""
+        """Turn 'ckpt,h5' / 'all' / a list of names into known names, in registry order.
+
+        'all' is every format registered with in_all (not the opt-in conversions); 'all,onnx'
+        adds one.
+        """
         names = split_names(spec)
-        if ALL in names:
-            return self.names()
         for name in names:
-            self.get(name)
+            if name != ALL:
+                self.get(name)
         wanted = set(names)
+        if ALL in wanted:
+            wanted |= {n for n in self.names() if n not in self._opt_in}
         return [n for n in self.names() if n in wanted]

@@ -26,7 +26,13 @@ BUILTIN = {
     "keras": ("keras_formats", "KerasFormat"),
     "savedmodel": ("tf2", "SavedModelFormat"),
     "pb": ("frozen", "FrozenGraphFormat"),
+    "tflite": ("tflite", "TFLiteFormat"),
+    "tflite_float16": ("tflite", "TFLiteFloat16Format"),
+    "tflite_dynamic": ("tflite", "TFLiteDynamicFormat"),
+    "onnx": ("onnx", "OnnxFormat"),
 }
+#: Conversions run only when named (--persist-formats=all,tflite): not in 'all'.
+OPT_IN = frozenset({"tflite", "tflite_float16", "tflite_dynamic", "onnx"})
 
 __all__ = ["Artifact", "BaseFormat", "Format", "Restored", "WrappedFormat", "BUILTIN_FORMATS",
            "BuiltinFormats", "LazyFormat"]
@@ -65,7 +71,7 @@ class BuiltinFormats:
     @pytest.hookimpl
     def pytest_modelpersist_register_formats(self, registry: FormatRegistry) -> None:
         for name in BUILTIN:
-            registry.register(LazyFormat(name))
+            registry.register(LazyFormat(name), in_all=name not in OPT_IN)
 
 
 def __getattr__(name: str) -> Any:
