@@ -15,7 +15,7 @@ import pytest
 
 from . import golden as golden_files
 from ._session_run import run_timeout, with_run_timeout
-from .compare import ArrayComparison, Tolerance, compare_outputs
+from .compare import ArrayComparison, Tolerance, compare_outputs, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
@@ -261,7 +261,13 @@ class Persist:
                 footer=[hint(options.rtol, options.atol)] if hint is not None else (),
             )
             if text:
-                pytest.fail(text, pytrace=False)
+                from .divergence import explain_restored
+
+                layer_tol = tolerance_for("float32", table=options.table, rtol=options.rtol,
+                                          atol=options.atol, exact=options.exact)
+                where = explain_restored(model, restored, as_input_list(inputs),
+                                         tolerance=layer_tol)
+                pytest.fail(text + (f"\n{where}" if where else ""), pytrace=False)
             if golden_sidecar is not None:
                 self._assert_golden(actual, None, inputs, settings, reuse=True,
                                     what=f"the outputs restored via {restored.how} "

@@ -104,6 +104,9 @@ class Restored:
     runner: Callable[[list[np.ndarray]], list[np.ndarray]]
     report: RestoreReport | None = None
     how: str = ""
+    #: For converted models: runs them on inputs and returns every intermediate tensor by
+    #: name (what divergence.explain_tflite matches to Keras layers), or None.
+    intermediates: Callable[[list[np.ndarray]], dict[str, np.ndarray]] | None = None
 
     def __call__(self, inputs: Inputs = None) -> list[np.ndarray]:
         from ..models import as_input_list

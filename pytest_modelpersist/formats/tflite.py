@@ -114,7 +114,8 @@ class TFLiteFormat(ConversionFormat):
                     "(an app with tensorflow-lite-select-tf-ops), or keep the model to TFLite "
                     "builtins") from None
 
-        return Restored(artifact, interpreter, runner, how=how)
+        return Restored(artifact, interpreter, runner, how=how,
+                        intermediates=lambda args: all_tensors(artifact.path, meta, args))
 
 
 class TFLiteFloat16Format(TFLiteFormat):
@@ -164,6 +165,8 @@ def _quiet_deprecation() -> Iterator[None]:
     with warnings.catch_warnings():
         # TF 2.21 warns that tf.lite.Interpreter moves to LiteRT; it is the fallback here.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        # Preserving all tensors is what divergence asks for, on purpose.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
         yield
 
 

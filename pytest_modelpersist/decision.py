@@ -1,0 +1,177 @@
+"""Decision-level checks for lossy formats and noisy devices. Pure numpy: no pytest, no TF.
+
+Elementwise closeness (compare.py) asks every number to match. A quantized model, or a GPU run
+against a CPU golden, can move every logit a little and still take the same decisions; these
+checks say what must hold instead:
+
+* ``agreement="argmax"``: the predicted class (argmax over the last axis; for a single-unit
+  output, ``value > threshold``) must be the same for at least ``min_agreement`` of the rows
+  (default: all of them);
+* ``top_k=5``: each row's k highest-scoring classes must be the same set (order within the
+  set free), for at least ``min_agreement`` of the rows;
+* ``max_mismatch_fraction=0.01``: at most that share of the elements may be outside the
+  elementwise tolerance (tf2onnx's ``ptol`` in its tests).
+
+With `agreement` or `top_k`, an output is judged by its decisions (and by
+`max_mismatch_fraction` only when that is given too); without them, `max_mismatch_fraction`
+relaxes the elementwise check. A NaN or infinity where the other side has a finite value, or a
+shape or dtype difference, fails whatever the policy: no lossy conversion explains it.
+
+Every option may be given per output, by the output's path (``rtol={"logits": 1e-4,
+"embedding": 1e-2}``): :func:`per_output` resolves such a mapping and refuses a key that names
+no output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .compare import ArrayComparison
+
+AGREEMENTS = ("argmax",)
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """What must hold for one output when elementwise closeness is not the contract."""
+
+    agreement: str | None = None
+    min_agreement: float = 1.0
+    top_k: int | None = None
+    max_mismatch_fraction: float | None = None
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.agreement is not None and self.agreement not in AGREEMENTS:
+            raise ValueError(f"agreement={self.agreement!r}: known agreements are "
+                             f"{', '.join(map(repr, AGREEMENTS))}")
+        for label, value in (("min_agreement", self.min_agreement),
+                             ("max_mismatch_fraction", self.max_mismatch_fraction)):
+            if value is not None and (isinstance(value, bool) or not 0.0 <= value <= 1.0):
+                raise ValueError(f"{label}={value!r}: a fraction between 0 and 1")
+        if self.top_k is not None and (isinstance(self.top_k, bool)
+                                       or not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k={self.top_k!r}: a positive int")
+
+    @property
+    def active(self) -> bool:
+        """True when anything but plain elementwise closeness is asked for."""
+        return (self.agreement is not None or self.top_k is not None
+                or self.max_mismatch_fraction is not None)
+
+    @property
+    def by_decision(self) -> bool:
+        return self.agreement is not None or self.top_k is not None
+
+
+@dataclass
+class DecisionResult:
+    """The verdict for one output: ok, and one line per check made."""
+
+    name: str
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, ok: bool, line: str) -> None:
+        self.ok = self.ok and ok
+        self.lines.append(("ok: " if ok else "FAILED: ") + line)
+
+
+def decisions(scores: Any, *, threshold: float = 0.5) -> np.ndarray:
+    """The decision per row: argmax over the last axis; for one score per row (a 1-D output,
+    or a last axis of size 1, as a sigmoid gives), ``score > threshold``."""
+    import numpy as np
+
+    a = np.asarray(scores)
+    if a.ndim <= 1:
+        return (a > threshold).astype(np.int64)
+    if a.shape[-1] == 1:
+        return (a[..., 0] > threshold).astype(np.int64)
+    return np.argmax(a, axis=-1)
+
+
+def argmax_agreement(expected: Any, actual: Any, *,
+                     threshold: float = 0.5) -> tuple[float, np.ndarray]:
+    """(fraction of rows with the same decision, flat indices of the rows that differ)."""
+    import numpy as np
+
+    same = (decisions(expected, threshold=threshold)
+            == decisions(actual, threshold=threshold)).reshape(-1)
+    return (float(same.mean()) if same.size else 1.0), np.flatnonzero(~same)
+
+
+def top_k_agreement(expected: Any, actual: Any, k: int) -> tuple[float, np.ndarray]:
+    """(fraction of rows whose k highest classes are the same set, rows that differ).
+
+    Ties at the k-th place are broken by index (numpy's stable sort), the same on both sides.
+    """
+    import numpy as np
+
+    e, a = np.asarray(expected), np.asarray(actual)
+    n = e.shape[-1] if e.ndim else 1
+    if k > n:
+        raise ValueError(f"top_k={k} but the output has {n} classes (last axis)")
+    order_e = np.sort(np.argsort(-e, axis=-1, kind="stable")[..., :k], axis=-1)
+    order_a = np.sort(np.argsort(-a, axis=-1, kind="stable")[..., :k], axis=-1)
+    same = np.all(order_e == order_a, axis=-1).reshape(-1)
+    return (float(same.mean()) if same.size else 1.0), np.flatnonzero(~same)
+
+
+def _rows(indices: np.ndarray, show: int = 5) -> str:
+    shown = ", ".join(str(int(i)) for i in indices[:show])
+    return shown + (f" and {indices.size - show} more" if indices.size > show else "")
+
+
+def judge(comparison: ArrayComparison, expected: Any, actual: Any,
+          policy: DecisionPolicy) -> DecisionResult:
+    """Judge one output by `policy`, given its elementwise `comparison`."""
+    result = DecisionResult(comparison.name)
+    if comparison.problem is not None:
+        result.add(False, comparison.problem)
+        return result
+    if comparison.nan_differs or comparison.inf_differs:
+        result.add(False, "NaN or infinity where the other side is finite (at "
+                   f"{(comparison.nan_differs + comparison.inf_differs)[0]})")
+        return result
+    total = max(comparison.total, 1)
+    if policy.max_mismatch_fraction is not None or not policy.by_decision:
+        allowed = policy.max_mismatch_fraction or 0.0
+        share = comparison.mismatched / total
+        result.add(share <= allowed,
+                   f"{comparison.mismatched} of {comparison.total} elements ({share:.2%}) "
+                   f"outside {comparison.tolerance}; at most {allowed:.2%} allowed "
+                   "(max_mismatch_fraction)")
+    checks = []
+    if policy.agreement == "argmax":
+        checks.append(("argmax", argmax_agreement(expected, actual, threshold=policy.threshold)))
+    if policy.top_k is not None:
+        checks.append((f"top-{policy.top_k} set", top_k_agreement(expected, actual,
+                                                                   policy.top_k)))
+    for label, (fraction, differ) in checks:
+        line = (f"{label} agreement {fraction:.2%} of rows; at least "
+                f"{policy.min_agreement:.2%} required")
+        if differ.size:
+            line += f" (rows that differ: {_rows(differ)})"
+        result.add(fraction >= policy.min_agreement, line)
+    return result
+
+
+def per_output(option: Any, names: Sequence[str], what: str) -> list[Any]:
+    """`option` for each output: a mapping {output path: value} is looked up by name (outputs
+    it does not name get None: the default); anything else applies to every output.
+
+    A key naming no output raises ValueError listing the outputs (a typo must not silently
+    leave an output at the default).
+    """
+    if not isinstance(option, Mapping):
+        return [option for _ in names]
+    unknown = [k for k in option if k not in names]
+    if unknown:
+        raise ValueError(f"{what}={dict(option)!r} names no output {', '.join(map(repr, unknown))}"
+                         f"; the outputs are {', '.join(names)}")
+    return [option.get(n) for n in names]
