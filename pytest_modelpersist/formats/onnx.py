@@ -89,10 +89,10 @@ class OnnxFormat(ConversionFormat):
                        converter_options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         import tf2onnx
 
-        from .. import freezing
+        from .pb import freeze_session
 
-        frozen = freezing.freeze_session(model.session, model.output_names,
-                                         input_names=model.input_names)
+        frozen = freeze_session(model.session, model.output_names,
+                                input_names=model.input_names)
         proto, _ = tf2onnx.convert.from_graph_def(
             frozen.graph_def, input_names=list(model.input_names),
             output_names=list(model.output_names), opset=opset, **converter_options)
