@@ -120,7 +120,7 @@ def first_divergence(original: Any, restored: Any, inputs: list[np.ndarray], *,
 
 
 def _first(pairs: Sequence[tuple[Any, Any]], expected: Sequence[np.ndarray],
-           actual: Sequence[np.ndarray], tolerance: Tolerance | None,
+           actual: Sequence[np.ndarray | None], tolerance: Tolerance | None,
            cut: bool) -> Divergence | None:
     for (a, b), e, o in zip(pairs, expected, actual, strict=True):
         if o is None:
