@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv demo test test-plugin test-example lint bench clean
+.PHONY: venv demo test test-plugin test-example test-conversions lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: venv
 test: venv
 	$(PY) -m pytest tests -n 2 -p no:cacheprovider
 	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider
+
+## The example project through the conversion formats (TFLite, quantized TFLite, ONNX).
+test-conversions: venv
+	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider \
+		--persist-formats=tflite,tflite_dynamic,onnx
 
 lint: venv
 	$(PY) -m ruff check pytest_modelpersist tests

@@ -175,3 +175,55 @@ def per_output(option: Any, names: Sequence[str], what: str) -> list[Any]:
         raise ValueError(f"{what}={dict(option)!r} names no output {', '.join(map(repr, unknown))}"
                          f"; the outputs are {', '.join(names)}")
     return [option.get(n) for n in names]
+
+
+#: The check options that make a DecisionPolicy (each may be a {output path: value} mapping).
+POLICY_OPTIONS = ("agreement", "min_agreement", "top_k", "max_mismatch_fraction")
+
+
+@dataclass
+class Judgement:
+    """Every output's elementwise comparison, and the decision verdicts where a policy applies."""
+
+    comparisons: list[ArrayComparison]
+    verdicts: list[DecisionResult | None]
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok if v is not None else c.ok
+                   for c, v in zip(self.comparisons, self.verdicts, strict=True))
+
+    def failed(self) -> list[tuple[ArrayComparison, DecisionResult | None]]:
+        return [(c, v) for c, v in zip(self.comparisons, self.verdicts, strict=True)
+                if not (v.ok if v is not None else c.ok)]
+
+    def decision_lines(self) -> list[str]:
+        """One line per check of every failed output judged by a policy."""
+        return [f"{v.name}: {line}" for _, v in self.failed() if v is not None for line in v.lines]
+
+
+def judge_outputs(expected: Sequence[Any], actual: Sequence[Any], names: Sequence[str], *,
+                  table: Mapping[str, Any] | None = None, rtol: Any = None, atol: Any = None,
+                  exact: bool = False, **policy: Any) -> Judgement:
+    """Compare outputs pairwise (same length, named `names`), with rtol/atol and the policy
+    options (POLICY_OPTIONS) given once for all outputs or per output path."""
+    import numpy as np
+
+    from .compare import compare_array, tolerance_for
+
+    unknown = sorted(set(policy) - set(POLICY_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown decision option(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(POLICY_OPTIONS)}")
+    rtols, atols = per_output(rtol, names, "rtol"), per_output(atol, names, "atol")
+    per = {k: per_output(v, names, k) for k, v in policy.items() if v is not None}
+    comparisons, verdicts = [], []
+    for i, name in enumerate(names):
+        exp = np.asarray(expected[i])
+        tol = tolerance_for(exp.dtype, table=table, rtol=rtols[i], atol=atols[i], exact=exact)
+        comparison = compare_array(exp, actual[i], tol, name=name)
+        chosen = {k: values[i] for k, values in per.items() if values[i] is not None}
+        rule = DecisionPolicy(**chosen)
+        comparisons.append(comparison)
+        verdicts.append(judge(comparison, exp, actual[i], rule) if rule.active else None)
+    return Judgement(comparisons, verdicts)

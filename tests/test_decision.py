@@ -114,3 +114,32 @@ def test_per_output_by_path():
     with pytest.raises(ValueError, match=r"names no output 'logit'; the outputs are "
                                          r"embedding, logits"):
         per_output({"logit": 1e-4}, names, "rtol")
+
+
+def test_judge_outputs_per_output_path():
+    from pytest_modelpersist.decision import judge_outputs
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((20, 5)).astype(np.float32)
+    embedding = rng.standard_normal((20, 8)).astype(np.float32)
+    noisy = [logits + 1e-5, embedding + 5e-3]
+    names = ["logits", "embedding"]
+    judged = judge_outputs([logits, embedding], noisy, names)
+    assert not judged.ok and [c.name for c, _ in judged.failed()] == ["logits", "embedding"]
+    judged = judge_outputs([logits, embedding], noisy, names,
+                           rtol={"logits": 1e-4, "embedding": 1e-2},
+                           atol={"logits": 1e-5, "embedding": 1e-2})
+    assert judged.ok
+    # a decision policy for one output only: the other keeps its elementwise check
+    judged = judge_outputs([logits, embedding], noisy, names, rtol={"logits": 1e-4},
+                           atol={"logits": 1e-5}, agreement={"embedding": "argmax"})
+    assert judged.ok and judged.verdicts[0] is None and judged.verdicts[1].ok
+    flipped = embedding.copy()
+    flipped[0] = -flipped[0]
+    judged = judge_outputs([logits, embedding], [logits, flipped], names,
+                           agreement={"embedding": "argmax"})
+    assert not judged.ok
+    assert judged.decision_lines() == ["embedding: FAILED: argmax agreement 95.00% of rows; "
+                                       "at least 100.00% required (rows that differ: 0)"]
+    with pytest.raises(TypeError, match="unknown decision option"):
+        judge_outputs([logits], [logits], ["logits"], majority=0.5)

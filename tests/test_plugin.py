@@ -191,7 +191,7 @@ def test_third_party_format_registered_from_conftest(pytester):
     result.stdout.fnmatch_lines(["*test_toy[[]toy_json[]] PASSED*"])
     # It joins the built-ins under 'all' and the error message lists it.
     result = pytester.runpytest("--persist-formats=nope")
-    result.stderr.fnmatch_lines(["*known formats: *, pb, toy_json*"])
+    result.stderr.fnmatch_lines(["*known formats: *, pb, *onnx, toy_json*"])
 
 
 def test_third_party_format_catches_a_broken_save(pytester):
