@@ -227,3 +227,47 @@ def judge_outputs(expected: Sequence[Any], actual: Sequence[Any], names: Sequenc
         comparisons.append(comparison)
         verdicts.append(judge(comparison, exp, actual[i], rule) if rule.active else None)
     return Judgement(comparisons, verdicts)
+
+
+def check_option(key: str, value: Any) -> str | None:
+    """Why `value` is not valid for the decision option `key` (None when it is).
+
+    A value may be given per output path: a mapping of names to values, each checked.
+    """
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                return f"output names must be str, not {name!r}"
+            problem = check_option(key, item)
+            if problem:
+                return f"{name!r}: {problem}"
+        return None
+    try:
+        DecisionPolicy(**{key: value})
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def parse_ini(lines: Sequence[str]) -> dict[str, Any]:
+    """`persist_decision` ini lines (``agreement = argmax``, ``top_k = 5``,
+    ``min_agreement = 0.99``, ``max_mismatch_fraction = 0.01``) -> options. ValueError names
+    the line that cannot be read."""
+    options: dict[str, Any] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        key, sep, raw = (part.strip() for part in line.partition("="))
+        if not sep or key not in POLICY_OPTIONS:
+            raise ValueError(f"cannot read {line!r}: write one 'option = value' per line, "
+                             f"option one of {', '.join(POLICY_OPTIONS)}")
+        try:
+            value: Any = (raw if key == "agreement" else int(raw) if key == "top_k"
+                          else float(raw))
+        except ValueError:
+            raise ValueError(f"cannot read {line!r}: {raw!r} is not a number") from None
+        problem = check_option(key, value)
+        if problem:
+            raise ValueError(f"cannot read {line!r}: {problem}")
+        options[key] = value
+    return options

@@ -143,3 +143,18 @@ def test_judge_outputs_per_output_path():
                                        "at least 100.00% required (rows that differ: 0)"]
     with pytest.raises(TypeError, match="unknown decision option"):
         judge_outputs([logits], [logits], ["logits"], majority=0.5)
+
+
+def test_options_from_ini_and_marker_values_are_checked():
+    from pytest_modelpersist.decision import check_option, parse_ini
+
+    assert parse_ini(["agreement = argmax", "", "top_k = 5", "min_agreement = 0.99"]) == {
+        "agreement": "argmax", "top_k": 5, "min_agreement": 0.99}
+    with pytest.raises(ValueError, match="option one of agreement, min_agreement"):
+        parse_ini(["majority = 0.5"])
+    with pytest.raises(ValueError, match="'lots' is not a number"):
+        parse_ini(["top_k = lots"])
+    with pytest.raises(ValueError, match="a fraction between 0 and 1"):
+        parse_ini(["max_mismatch_fraction = 2"])
+    assert check_option("agreement", {"logits": "argmax"}) is None
+    assert check_option("top_k", {"logits": 0}) == "'logits': top_k=0: a positive int"
