@@ -18,6 +18,7 @@ from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison, Tolerance, compare_outputs, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
+from .formats.conversion import declared_tolerances, lossy_hint
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
 from .report import environment_notes, mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
@@ -240,11 +241,10 @@ class Persist:
             golden_sidecar = self._assert_golden(expected, None, inputs, settings,
                                                  what="the original model's outputs")
         result = CheckResult(self.format, artifact, [], expected, [], [])
-        # A lossy format (a quantized conversion) brings its own default tolerances: they
-        # apply to its restored outputs, under the explicit rtol/atol of the call or marker.
-        options = options.merged(table={**options.table,
-                                        **getattr(self._fmt, "tolerances", {})})
-        hint = getattr(self._fmt, "tolerance_hint", None)
+        # A conversion declares its own default tolerances in its artifact (a quantized model
+        # is not float-exact): they apply to its restored outputs, over the ini table and
+        # under the explicit rtol/atol of the call or marker.
+        settings = settings.merged(table={**settings.table, **declared_tolerances(artifact)})
         for attempt in attempts:
             restored = self._restore(artifact, attempt)
             with self._step("run the restored model", artifact.path, info), timed(self._node,
@@ -257,17 +257,10 @@ class Persist:
             text = mismatch_report(
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
-                comparisons,
-                footer=[hint(options.rtol, options.atol)] if hint is not None else (),
-            )
+                comparisons, footer=[lossy_hint(artifact, settings.rtol, settings.atol)])
             if text:
-                from .divergence import explain_restored
-
-                layer_tol = tolerance_for("float32", table=options.table, rtol=options.rtol,
-                                          atol=options.atol, exact=options.exact)
-                where = explain_restored(model, restored, as_input_list(inputs),
-                                         tolerance=layer_tol)
-                pytest.fail(text + (f"\n{where}" if where else ""), pytrace=False)
+                pytest.fail(text + self._divergence(model, restored, inputs, settings),
+                            pytrace=False)
             if golden_sidecar is not None:
                 self._assert_golden(actual, None, inputs, settings, reuse=True,
                                     what=f"the outputs restored via {restored.how} "
@@ -276,6 +269,17 @@ class Persist:
             result.actual.append(actual)
             result.comparisons.append(comparisons)
         return result
+
+    @staticmethod
+    def _divergence(model: Any, restored: Restored, inputs: Inputs,
+                    settings: CheckOptions) -> str:
+        """The mismatch report's last line: the first diverging layer, or ''."""
+        from .divergence import explain_restored
+
+        layer_tol = tolerance_for("float32", table=settings.table, rtol=settings.rtol,
+                                  atol=settings.atol, exact=settings.exact)
+        where = explain_restored(model, restored, as_input_list(inputs), tolerance=layer_tol)
+        return f"\n{where}" if where else ""
 
     def _attempts(self, options: RestoreOptions,
                   build: Callable[[], Any] | None) -> list[RestoreOptions]:

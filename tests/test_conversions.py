@@ -22,6 +22,7 @@ from pytest_modelpersist.formats.tflite import (
     TFLiteFormat,
 )
 from pytest_modelpersist.models import run
+from pytest_modelpersist.restore.options import RestoreOptions
 
 import model_zoo
 
@@ -42,7 +43,7 @@ def convert_and_restore(fmt, model, x, tmp_path):
     tmp_path.mkdir(parents=True, exist_ok=True)
     artifact = fmt.save(model, tmp_path, inputs=x)
     artifact.write_manifest()
-    restored = fmt.restore(Artifact.from_directory(tmp_path))
+    restored = fmt.restore(Artifact.from_directory(tmp_path), RestoreOptions())
     return artifact, restored(x)
 
 
@@ -104,7 +105,7 @@ def test_inputs_and_outputs_go_by_recorded_names(name, rng, tmp_path):
     np.testing.assert_allclose(actual[0], expected["embedding"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(actual[1], expected["logits"], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"takes 2 input\(s\) \(x, x1\), got 1"):
-        fmt.restore(artifact)(x[0])
+        fmt.restore(artifact, RestoreOptions())(x[0])
 
 
 def wide_model():
@@ -156,7 +157,7 @@ def test_unsupported_op_fails_at_conversion_and_names_the_op(tmp_path, rng):
     artifact = TFLiteFormat().save(Det(), tmp_path / "flex", inputs=x, select_tf_ops=True)
     with pytest.raises(RuntimeError, match=r"runs TensorFlow ops through the Flex delegate "
                                            r"\(FlexMatrixDeterminant\)"):
-        TFLiteFormat().restore(artifact)(x)
+        TFLiteFormat().restore(artifact, RestoreOptions())(x)
     assert artifact.meta["select_tf_ops"] is True
 
 

@@ -92,6 +92,7 @@ def test_subclassed_models_are_not_explained():
 def test_tflite_tensors_are_matched_to_layers(forgetful, tmp_path, rng):
     """A converted model computed from other weights: the first matched layer that differs."""
     from pytest_modelpersist.formats.tflite import TFLiteFormat
+    from pytest_modelpersist.restore.options import RestoreOptions
 
     model = forgetful.build()
     other = forgetful.build()
@@ -99,7 +100,7 @@ def test_tflite_tensors_are_matched_to_layers(forgetful, tmp_path, rng):
     kernel.assign(kernel.numpy() * 2)
     x = rng.standard_normal((6, 4)).astype("float32")
     fmt = TFLiteFormat()
-    restored = fmt.restore(fmt.save(other, tmp_path, inputs=x))
+    restored = fmt.restore(fmt.save(other, tmp_path, inputs=x), RestoreOptions())
     line = divergence.explain_restored(model, restored, [x])
     assert line.startswith("first divergence in the converted model: layer 'hidden' (Dense), "
                            "max abs ")

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..compare import Tolerance
 from ..models import GRAPH, KERAS, MODULE, Inputs, describe, input_specs, tf_variable
-from .base import BaseFormat
+from .base import Artifact, BaseFormat
 
 
 @dataclass
@@ -116,7 +117,8 @@ def fetch_order(mapping: Mapping[str, Any]) -> list[str]:
 
 
 class ConversionFormat(BaseFormat):
-    """Defaults of the conversion formats: what they hold, their tolerances, their hint."""
+    """Defaults of the conversion formats: what they hold, and the tolerances their artifacts
+    declare (the plugin reads them from the artifact, whichever loader restores it)."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({KERAS, MODULE, GRAPH})
     #: Default tolerance per dtype for this format's outputs (dtypes not listed: the
@@ -125,18 +127,33 @@ class ConversionFormat(BaseFormat):
     #: What the conversion does to numbers, for messages ("int8 weights, dynamic range").
     precision: ClassVar[str] = "float32"
 
-    def tolerance_hint(self, rtol: float | None, atol: float | None) -> str:
-        """Why a mismatch of this format may be the tolerance asked for, not the conversion."""
-        default = self.tolerances.get("float32")
-        asked = ", ".join(f"{k}={v:g}" for k, v in (("rtol", rtol), ("atol", atol))
-                          if v is not None)
-        if default is None:
-            return ""
-        text = (f"{self.name} converts the model to {self.precision}; its default float32 "
-                f"tolerance is {default}")
-        if asked:
-            text += (f", and this check asked for {asked}: a lossy conversion compared at "
-                     "float tolerances fails by design. Drop the explicit tolerance, or "
-                     "compare decisions (agreement='argmax', max_mismatch_fraction=...)")
-        return text + "."
+    def converted(self, directory: Path, main: str, model: Any, example: Inputs, /,
+                  **meta: Any) -> Artifact:
+        """The artifact of a conversion (meta: the name mapping, converter facts), declaring
+        its tolerances and precision."""
+        declared = {k: [t.rtol, t.atol] for k, t in self.tolerances.items()}
+        return self.new_artifact(directory, main, describe(model), example,
+                                 tolerances=declared, precision=self.precision, **meta)
 
+
+def declared_tolerances(artifact: Artifact) -> dict[str, Tolerance]:
+    """The default tolerances an artifact declares (a conversion's), by dtype; {} for others."""
+    found = artifact.meta.get("tolerances") or {}
+    return {dtype: Tolerance(float(pair[0]), float(pair[1])) for dtype, pair in found.items()}
+
+
+def lossy_hint(artifact: Artifact, rtol: Any, atol: Any) -> str:
+    """Why a converted artifact's mismatch may be the tolerance asked for, not the conversion
+    ('' for an artifact that declares no tolerance)."""
+    default = declared_tolerances(artifact).get("float32")
+    if default is None:
+        return ""
+    asked = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v!r}"
+                      for k, v in (("rtol", rtol), ("atol", atol)) if v is not None)
+    text = (f"{artifact.format} converts the model to {artifact.meta.get('precision')}; its "
+            f"default float32 tolerance is {default}")
+    if asked:
+        text += (f", and this check asked for {asked}: a lossy conversion compared at "
+                 "float tolerances fails by design. Drop the explicit tolerance, or "
+                 "compare decisions (agreement='argmax', max_mismatch_fraction=...)")
+    return text + "."

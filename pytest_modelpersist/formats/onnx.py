@@ -12,15 +12,15 @@ TensorFlow names (``x:0``, ``score:0``). The manifest records the mapping either
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..compare import Tolerance
-from ..models import GraphModel, Inputs, ModelInfo, describe
-from .base import Artifact, Restored, spec_meta
+from ..models import GraphModel, Inputs, ModelInfo
+from ..restore.options import RestoreOptions
+from .base import Artifact, Restored
 from .conversion import ConversionFormat, feeds, fetch_order, serving_function
 
 MAIN = "model.onnx"
@@ -60,7 +60,6 @@ class OnnxFormat(ConversionFormat):
         import onnx
         import tf2onnx
 
-        info = describe(model)
         if isinstance(model, GraphModel):
             proto, mapping = self._convert_graph(model, opset, converter_options)
         else:
@@ -81,8 +80,8 @@ class OnnxFormat(ConversionFormat):
                              f" (it has inputs {graph_in}, outputs {graph_out})")
         (directory / MAIN).write_bytes(proto.SerializeToString())
         opsets = {d.domain or "ai.onnx": d.version for d in proto.opset_import}
-        return self.new_artifact(directory, MAIN, info, input_specs=spec_meta(inputs),
-                                 opset=opsets, tf2onnx=tf2onnx.__version__, **mapping)
+        return self.converted(directory, MAIN, model, inputs, opset=opsets,
+                              tf2onnx=tf2onnx.__version__, **mapping)
 
     @staticmethod
     def _convert_graph(model: GraphModel, opset: int | None,
@@ -103,20 +102,17 @@ class OnnxFormat(ConversionFormat):
         }
         return proto, mapping
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                safe_mode: bool = True, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """An ONNX Runtime session over the file (CPU), fed and fetched by the manifest's
         names. With `safe_mode`, a model whose tensors point at external data files outside
         the artifact's directory is refused before ONNX Runtime reads them."""
-        if options:
-            raise TypeError(f"[{self.name}] unknown restore option(s): {', '.join(options)}")
         missing = missing_modules()
         if missing:
             raise ModuleNotFoundError(f"[{self.name}] the onnx extra is not installed "
                                       f"(no {', '.join(missing)}): {INSTALL}")
         import onnxruntime as ort
 
-        if safe_mode:
+        if options.safe_mode:
             refuse_outside_data(artifact.path)
         session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
         where = f"[{self.name}] {artifact.path}"

@@ -20,15 +20,16 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..compare import Tolerance
-from ..models import GraphModel, Inputs, describe
-from .base import Artifact, Restored, spec_meta
+from ..models import GraphModel, Inputs
+from ..restore.options import RestoreOptions
+from .base import Artifact, Restored
 from .conversion import ConversionFormat, feeds, fetch_order, graph_mapping, serving_function
 
 SIGNATURE = "serving_default"
@@ -48,7 +49,6 @@ class TFLiteFormat(ConversionFormat):
              select_tf_ops: bool = False) -> Artifact:
         """Convert `model` and write ``model.tflite``; `select_tf_ops` lets the converter keep
         TensorFlow ops that have no TFLite kernel (the Flex delegate runs them)."""
-        info = describe(model)
         if isinstance(model, GraphModel):
             converter = self._graph_converter(model)
             mapping, signature = graph_mapping(model), None
@@ -62,9 +62,9 @@ class TFLiteFormat(ConversionFormat):
         self._configure(converter, select_tf_ops)
         blob = convert(converter, self.name, select_tf_ops)
         (directory / MAIN).write_bytes(blob)
-        return self.new_artifact(directory, MAIN, info, input_specs=spec_meta(inputs),
-                                 signature=signature, quantization=self.quantization,
-                                 select_tf_ops=select_tf_ops, **mapping)
+        return self.converted(directory, MAIN, model, inputs, signature=signature,
+                              quantization=self.quantization, select_tf_ops=select_tf_ops,
+                              **mapping)
 
     @staticmethod
     def _graph_converter(model: GraphModel) -> Any:
@@ -86,12 +86,9 @@ class TFLiteFormat(ConversionFormat):
         if self.quantization == "float16":
             converter.target_spec.supported_types = [tf.float16]
 
-    def restore(self, artifact: Artifact, *, build: Callable[[], Any] | None = None,
-                safe_mode: bool = True, **options: Any) -> Restored:
+    def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """An interpreter over the artifact's flatbuffer, fed and fetched by the manifest's
         names. `build` is not needed (the file is the whole model) and is ignored."""
-        if options:
-            raise TypeError(f"[{self.name}] unknown restore option(s): {', '.join(options)}")
         interpreter, how = make_interpreter(artifact.path)
         where = f"[{self.name}] {artifact.path}"
         meta = artifact.meta
