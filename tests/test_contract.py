@@ -33,6 +33,11 @@ BUILTIN_OPTIONS = {
     "keras": INTO_MODEL,
     "savedmodel": INTO_MODEL,
     "pb": frozenset({"grappler"}),
+    # The conversions: the file is the whole (converted) model, nothing restores by name.
+    "tflite": frozenset(),
+    "tflite_float16": frozenset(),
+    "tflite_dynamic": frozenset(),
+    "onnx": frozenset(),
 }
 
 
