@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,53 +14,18 @@ import numpy as np
 import pytest
 
 from . import golden as golden_files
+from . import golden_check
 from ._session_run import run_timeout, with_run_timeout
-from .compare import ArrayComparison, Tolerance, compare_outputs, tolerance_for
+from .compare import ArrayComparison, compare_outputs, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
 from .formats.conversion import declared_tolerances, lossy_hint
+from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
-from .report import environment_notes, mismatch_report
+from .report import mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    """Tolerance and safety settings merged from ini, the marker and the call (in that order)."""
-
-    rtol: float | None = None
-    atol: float | None = None
-    exact: bool = False
-    table: Mapping[str, Tolerance] = field(default_factory=dict)
-    safe_mode: bool = True
-    golden: bool = True
-    timeout: float = 300.0
-    subprocess_path: tuple[str, ...] = ()
-    subprocess_imports: tuple[str, ...] = ()
-
-    def merged(self, **overrides: Any) -> CheckOptions:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        return CheckOptions(**{**self.__dict__, **given})
-
-
-@dataclass
-class GoldenTarget:
-    """Where one test's goldens live and how this run treats them."""
-
-    directory: Path
-    base_name: str  # the test's name without its format parameter
-    owner: str  # the test id recorded in each sidecar (no format parameter)
-    nodeid: str  # this item's id, for the update command
-    update: bool = False
-    events: list[tuple[str, str]] = field(default_factory=list)
-
-    def sidecar(self, name: str | None) -> Path:
-        full = self.base_name if name is None else f"{self.base_name}--{name}"
-        return golden_files.sidecar_path(self.directory, full)
-
-    def update_command(self) -> str:
-        return f'pytest "{self.nodeid}" --update-golden'
+from .settings import CheckOptions
 
 
 @dataclass
@@ -94,7 +59,6 @@ class Persist:
         self._nodeid = nodeid
         self._golden = golden
         self._saves = 0
-        self._goldens_used: set[Path] = set()
 
     @property
     def format(self) -> str:
@@ -208,13 +172,15 @@ class Persist:
 
     def check(self, model: Any, inputs: Inputs = None, *, build: Callable[[], Any] | None = None,
               rtol: float | None = None, atol: float | None = None, exact: bool | None = None,
-              golden: bool | None = None, **restore_options: Any) -> CheckResult:
+              golden: bool | None = None, name: str | None = None,
+              **restore_options: Any) -> CheckResult:
         """Save `model`, restore it from the files, run both on `inputs`, compare the outputs.
 
         Fails the test with a per-output mismatch report when a restored output differs from
         the original model's beyond tolerance (per-dtype defaults, overridden by ini, the
         `persist` marker and these arguments), or from the test's stored golden (unless
-        `golden=False`, for a model whose outputs are not reproducible). Returns a CheckResult.
+        `golden=False`, for a model whose outputs are not reproducible). `name` names the
+        golden when a test checks more than one model. Returns a CheckResult.
         """
         __tracebackhide__ = True
         info = self._model_info(model)
@@ -238,8 +204,9 @@ class Persist:
         golden_sidecar = None
         if self._golden is not None and settings.golden:
             # The golden is the original model's output; every format item shares it.
-            golden_sidecar = self._assert_golden(expected, None, inputs, settings,
-                                                 what="the original model's outputs")
+            golden_sidecar = self._assert_golden(expected, name, inputs, settings,
+                                                 what="the original model's outputs",
+                                                 seen="original outputs")
         result = CheckResult(self.format, artifact, [], expected, [], [])
         # A conversion declares its own default tolerances in its artifact (a quantized model
         # is not float-exact): they apply to its restored outputs, over the ini table and
@@ -262,7 +229,7 @@ class Persist:
                 pytest.fail(text + self._divergence(model, restored, inputs, settings),
                             pytrace=False)
             if golden_sidecar is not None:
-                self._assert_golden(actual, None, inputs, settings, reuse=True,
+                self._assert_golden(actual, name, inputs, settings, reuse=True,
                                     what=f"the outputs restored via {restored.how} "
                                          f"from {artifact.path}")
             result.restored.append(restored)
@@ -375,68 +342,24 @@ class Persist:
         return self._assert_golden(outputs, name, inputs, options, what="the outputs")
 
     def _assert_golden(self, outputs: Any, name: str | None, inputs: Inputs,
-                       options: CheckOptions, *, what: str, reuse: bool = False) -> Path:
+                       options: CheckOptions, *, what: str, reuse: bool = False,
+                       seen: str = "outputs") -> Path:
         __tracebackhide__ = True
-        target = self._golden
-        if target is None:
+        if self._golden is None:
             pytest.fail("goldens are not available here (no test item)", pytrace=False)
-        sidecar = target.sidecar(name)
-        if sidecar in self._goldens_used and not reuse:
-            pytest.fail(f"golden {sidecar} is already used by this test: give each "
-                        "assert_golden() call its own name=", pytrace=False)
-        self._goldens_used.add(sidecar)
         actual = as_output_list(outputs)
-        names = [f"output_{i}" for i in range(len(actual))]
-        inputs_crc = (golden_files.inputs_checksum(as_input_list(inputs))
-                      if inputs is not None else None)
-        label = f"[{self.format}] "
-        hint = f"record it with: {target.update_command()}"
-        message = None
-        lock = golden_files.golden_lock(sidecar) if target.update else contextlib.nullcontext()
-        with lock:
-            if not sidecar.exists():
-                if not target.update:
-                    pytest.fail(f"{label}golden missing: {sidecar}\n{hint}", pytrace=False)
-                self._write_golden(target, sidecar, actual, names, inputs_crc, "recorded")
-                return sidecar
-            try:
-                stored = golden_files.read_golden(sidecar)
-            except golden_files.GoldenError as exc:
-                if target.update:
-                    self._write_golden(target, sidecar, actual, names, inputs_crc, "updated")
-                    return sidecar
-                message = f"{label}{exc}\nre-record it with: {target.update_command()}"
-            if message is None:
-                comparisons = compare_outputs(stored.arrays, actual, table=options.table,
-                                              rtol=options.rtol, atol=options.atol,
-                                              exact=options.exact, names=stored.names
-                                              if len(stored.names) >= len(actual) else None)
-                if all(c.ok for c in comparisons):
-                    return sidecar
-                if target.update:
-                    self._write_golden(target, sidecar, actual, names, inputs_crc, "updated")
-                    return sidecar
-                footer = environment_notes(stored.recorded_with, golden_files.environment())
-                recorded_inputs = stored.doc.get("inputs")
-                if inputs_crc and recorded_inputs and recorded_inputs != inputs_crc:
-                    footer.insert(0, f"the inputs changed since the golden was recorded "
-                                     f"(checksum {recorded_inputs} -> {inputs_crc}): the "
-                                     "difference may come from the inputs, not the model")
-                elif inputs_crc and recorded_inputs:
-                    footer.insert(0, "the inputs are the ones the golden was recorded with: "
-                                     "the model (or the library computing it) changed")
-                footer.append(f"to accept the new outputs: {target.update_command()}")
-                message = mismatch_report(f"{label}{what} differ from the golden {sidecar}:",
-                                          comparisons, footer=footer)
-        pytest.fail(message, pytrace=False)
 
-    def _write_golden(self, target: GoldenTarget, sidecar: Path, arrays: list[np.ndarray],
-                      names: list[str], inputs_crc: str | None, event: str) -> None:
-        __tracebackhide__ = True
-        with self._step("write golden", sidecar, None):
-            golden_files.write_golden(sidecar, arrays, names=names, test=target.owner,
-                                      inputs_crc=inputs_crc)
-        target.events.append((event, str(sidecar)))
+        def compare(stored: golden_files.Golden) -> list[ArrayComparison]:
+            return compare_outputs(stored.arrays, actual, table=options.table, rtol=options.rtol,
+                                   atol=options.atol, exact=options.exact,
+                                   names=stored.names if len(stored.names) >= len(actual)
+                                   else None)
+
+        return golden_check.check(
+            self._golden, actual, name=name, compare=compare, what=what, seen=seen,
+            inputs_crc=(golden_files.inputs_checksum(as_input_list(inputs))
+                        if inputs is not None else None),
+            guard=lambda action, path: self._step(action, path, None), reuse=reuse)
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ artifact's files cannot poison another test's restore.
 from __future__ import annotations
 
 import hashlib
-import json
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -94,6 +93,3 @@ class ArtifactCache:
 
     def summary(self) -> dict[str, Any]:
         return {"saves": dict(self.saves), "hits": dict(self.hits)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.summary())

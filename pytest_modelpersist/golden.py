@@ -19,74 +19,42 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import platform
 import re
+import stat
 import sys
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._atomic import atomic_write
 from ._lazy import lazy_module
-from .errors import PersistFailure
+from .golden_paths import (  # noqa: F401  - re-exported: the golden file API in one place
+    LFS_POINTER,
+    MAX_NAME,
+    SIDECAR_SUFFIX,
+    GoldenError,
+    golden_dir_for,
+    golden_lock,
+    goldens_in,
+    is_arrays_name,
+    read_sidecar,
+    safe_name,
+    sidecar_path,
+    stem_of,
+    stray_arrays,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 else:  # numpy loads when a golden is first read or written, not when pytest starts
     np = lazy_module("numpy")
 
-SIDECAR_SUFFIX = ".golden.json"
 FORMAT_VERSION = 1
-MAX_NAME = 96
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.=+\-\[\]]")
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                     *(f"LPT{i}" for i in range(1, 10))}
-LFS_POINTER = b"version https://git-lfs"
-
-
-class GoldenError(PersistFailure):
-    """A golden file that cannot be used (unreadable, inconsistent, unsafe)."""
-
-
-def safe_name(name: str, *, max_len: int = MAX_NAME) -> str:
-    """A file-name stem safe on every OS, unique for `name`.
-
-    Characters outside ``[A-Za-z0-9_.=+-[]]`` become ``_`` (so ``/``, ``\\``, ``..`` and odd
-    Unicode cannot escape the golden directory); a changed or over-long name gets a hash of the
-    original, so two ids never share a file.
-    """
-    cleaned = _UNSAFE.sub("_", name).strip(". ") or "_"
-    cleaned = cleaned.replace("..", "__")
-    if cleaned.split(".")[0].upper() in _WINDOWS_RESERVED:
-        cleaned = "_" + cleaned
-    if cleaned != name or len(cleaned) > max_len:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        cleaned = f"{cleaned[: max_len - 11]}-{digest}"
-    return cleaned
-
-
-def golden_dir_for(module_path: Path, *, rootdir: Path, golden_root: Path | None) -> Path:
-    """The directory holding one test module's goldens.
-
-    Default: ``goldens/<module stem>/`` next to the module. With a golden root
-    (``--golden-dir``), ``<root>/<module path relative to rootdir, without .py>/``.
-    """
-    module_path = Path(module_path)
-    if golden_root is None:
-        return module_path.parent / "goldens" / safe_name(module_path.stem)
-    try:
-        rel = module_path.with_suffix("").relative_to(rootdir)
-    except ValueError:
-        rel = Path(module_path.stem)
-    return Path(golden_root).joinpath(*(safe_name(p) for p in rel.parts))
-
-
-def sidecar_path(directory: Path, name: str) -> Path:
-    return Path(directory) / f"{safe_name(name)}{SIDECAR_SUFFIX}"
 
 
 # ---- what a golden records ------------------------------------------------------------------
@@ -181,14 +149,8 @@ def _refuse(path: Path, cause: str) -> GoldenError:
 def read_golden(sidecar: Path) -> Golden:
     """Read and validate a golden; GoldenError names the file and the cause."""
     sidecar = Path(sidecar)
+    doc = read_sidecar(sidecar)
     try:
-        raw = sidecar.read_bytes()
-    except OSError as exc:
-        raise _refuse(sidecar, f"cannot read the sidecar ({exc.strerror or exc})") from None
-    if raw.startswith(LFS_POINTER):
-        raise _refuse(sidecar, "is a Git LFS pointer, not the file: run `git lfs pull`")
-    try:
-        doc = json.loads(raw)
         outputs = doc["outputs"]
         arrays_name = doc["arrays"]
         if not isinstance(outputs, dict) or not isinstance(arrays_name, str):
@@ -199,8 +161,9 @@ def read_golden(sidecar: Path) -> Golden:
                     and all(type(d) is int and d >= 0 for d in info["shape"])):
                 raise TypeError(f"output {name!r} needs a 'shape' (list of sizes) and a "
                                 "'dtype' (name)")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _refuse(sidecar, f"the sidecar is not a valid golden document ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _refuse(sidecar, f"the sidecar is not a valid golden document ({str(exc)[:200]})"
+                      ) from None
     arrays_path = sidecar.parent / arrays_name
     if Path(arrays_name).name != arrays_name or not arrays_name.endswith(".npz"):
         raise _refuse(sidecar, f"names an arrays file outside its directory: {arrays_name!r}")
@@ -211,6 +174,8 @@ def read_golden(sidecar: Path) -> Golden:
 def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> list[np.ndarray]:
     """The arrays of a golden `.npz`, checked against what its sidecar says they are."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, /dev/zero never end
+            raise _refuse(path, "the arrays file is not a regular file")
         with path.open("rb") as fh:
             head = fh.read(len(LFS_POINTER))
     except OSError as exc:
@@ -308,25 +273,6 @@ def _check_member(zf: zipfile.ZipFile, path: Path, name: str,
 # ---- writing --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def golden_lock(sidecar: Path) -> Iterator[None]:
-    """An exclusive lock per golden across processes (xdist workers) on this machine."""
-    lock_dir = Path(tempfile.gettempdir()) / "pytest-modelpersist-locks"
-    lock_dir.mkdir(exist_ok=True)
-    key = hashlib.sha256(str(Path(sidecar).resolve()).encode()).hexdigest()[:32]
-    with open(lock_dir / f"{key}.lock", "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no cross-process lock, writes stay atomic
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence[str],
                  test: str, inputs_crc: str | None) -> Golden:
     """Record a golden atomically (call under golden_lock); returns it as read back."""
@@ -348,8 +294,8 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     arrays_path = atomic_write(sidecar.parent / f"{stem}.npz",
                                lambda fh: np.savez(fh, **members), rename_to=content_addressed)
     previous = None
-    with contextlib.suppress(GoldenError, OSError, ValueError, KeyError):
-        previous = json.loads(sidecar.read_text()).get("arrays")
+    with contextlib.suppress(GoldenError):
+        previous = read_sidecar(sidecar).get("arrays")
     doc = {
         "golden_format": FORMAT_VERSION,
         "test": test,
@@ -361,9 +307,12 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     }
     text = dumps_readable(doc)
     atomic_write(sidecar, lambda fh: fh.write(text.encode()))
-    if previous and previous != arrays_path.name:
+    # The old arrays go only if the old sidecar named this golden's own content-addressed file:
+    # a damaged or crafted one may name another golden's arrays, or a path outside.
+    if (isinstance(previous, str) and previous != arrays_path.name
+            and is_arrays_name(stem, previous)):
         with contextlib.suppress(OSError):
-            (sidecar.parent / Path(previous).name).unlink()
+            (sidecar.parent / previous).unlink()
     return Golden(sidecar, arrays_path, doc, arrays)
 
 
@@ -374,29 +323,7 @@ def dumps_readable(doc: Mapping[str, Any]) -> str:
                   lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text) + "\n"
 
 
-# ---- ownership (unused goldens) ---------------------------------------------------------------
-
-
-def goldens_in(directory: Path) -> list[Path]:
-    """The sidecars in a golden directory."""
-    directory = Path(directory)
-    return sorted(directory.glob(f"*{SIDECAR_SUFFIX}")) if directory.is_dir() else []
-
-
-def owner_of(sidecar: Path) -> str | None:
-    """The test a golden belongs to (its recorded base test id), or None if unreadable."""
-    try:
-        return str(json.loads(Path(sidecar).read_text())["test"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def stray_arrays(directory: Path) -> list[Path]:
-    """Files a killed run left in a golden directory: `.npz` files no sidecar refers to, and
-    the hidden temp files of an interrupted atomic write (``.<name>.<random>.tmp``)."""
-    referenced = set()
-    for sc in goldens_in(directory):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            referenced.add(json.loads(sc.read_text())["arrays"])
-    stray = [p for p in sorted(Path(directory).glob("*.npz")) if p.name not in referenced]
-    return stray + sorted(Path(directory).glob(".*.tmp"))
+def write_arrays(path: Path, arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Write arrays as an uncompressed `.npz` atomically (the obtained outputs of a mismatch)."""
+    members: dict[str, Any] = dict(zip(names, (np.asarray(a) for a in arrays), strict=True))
+    atomic_write(Path(path), lambda fh: np.savez(fh, **members))

@@ -5,14 +5,21 @@ Importing this module (what `pytest --help` does) never imports TensorFlow.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
+from .collection import PersistCollection
+from .fixture import PersistFactory
+from .ownership import GoldenOwnership
 from .reporting import collect as reporting
-from .session import MARKER_KEYWORDS, PersistSession
+from .settings import MARKER_KEYWORDS, SETTINGS_KEY, PersistSettings
+from .summary import PersistSummary
 
-SESSION_KEY = pytest.StashKey[PersistSession]()
+if TYPE_CHECKING:
+    from .api import Persist
+
+FACTORY_KEY = pytest.StashKey[PersistFactory]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -87,14 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # TF1 APIs the formats must call); users cannot act on those, so keep them out of reports.
     for lib in ("tensorflow", "keras", "absl", "h5py"):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{lib}")
-    session = PersistSession(config)
-    config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(session, "modelpersist-session")
-    session.start()
-    config.pluginmanager.register(reporting.ReportPlugin(config), "modelpersist-report")
+    settings = config.stash[SETTINGS_KEY] = PersistSettings.from_config(config)
+    factory = config.stash[FACTORY_KEY] = PersistFactory(settings)
+    ownership = GoldenOwnership(settings)
+    # One plugin object per concern, each owning its hooks and state (like pytest's LFPlugin
+    # and NFPlugin in cacheprovider.py). Add a concern with one more line here.
+    register = config.pluginmanager.register
+    register(PersistCollection(settings), "modelpersist-collection")
+    register(ownership, "modelpersist-goldens")
+    register(PersistSummary(settings, ownership, factory), "modelpersist-summary")
+    register(reporting.ReportPlugin(config), "modelpersist-report")
 
 
 @pytest.fixture
-def persist(request: pytest.FixtureRequest) -> Any:
+def persist(request: pytest.FixtureRequest) -> Persist:
     """Save/restore/check a model in one format; the test runs once per selected format."""
-    return request.config.stash[SESSION_KEY].make_persist(request)
+    return request.config.stash[FACTORY_KEY].make(request)

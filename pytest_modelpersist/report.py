@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .compare import ArrayComparison
+if TYPE_CHECKING:
+    from .compare import ArrayComparison
 
 
 def _value(v: Any) -> str:
+    import numpy as np  # the summary imports this module at start-up; numpy only when needed
+
     v = np.asarray(v)
     return str(v[()]) if v.ndim == 0 else np.array2string(v, precision=9)
 
@@ -85,3 +86,30 @@ def environment_notes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -
     if changed:
         notes.append("library versions changed since recording: " + ", ".join(changed))
     return notes
+
+
+def cache_line(saves: Mapping[str, int], hits: Mapping[str, int]) -> str:
+    """The artifact-cache line of the terminal summary."""
+    per_format = ", ".join(f"{f} {saves[f]}+{hits.get(f, 0)}" for f in sorted(saves))
+    return (f"artifacts: {sum(saves.values())} saved, {sum(hits.values())} reused from the "
+            f"session cache ({per_format})")
+
+
+def golden_lines(events: Mapping[str, Iterable[str]], unused: Sequence[str],
+                 unreadable: Mapping[str, str], removed: Sequence[str]) -> list[str]:
+    """The goldens part of the terminal summary: counts, then every file concerned."""
+    recorded, updated = sorted(events.get("recorded", ())), sorted(events.get("updated", ()))
+    lines = [f"goldens: {len(recorded)} recorded, {len(updated)} updated, {len(unused)} unused"
+             + (f", {len(unreadable)} unreadable" if unreadable else "")
+             + (f", {len(removed)} files removed" if removed else "")]
+    lines += [f"  {label}: {path}" for label, paths in (("recorded", recorded),
+                                                        ("updated", updated)) for path in paths]
+    if unused and not removed:
+        lines.append("unused goldens (their tests no longer exist; remove them with "
+                     "--remove-unused-goldens):")
+        lines += [f"  {path}" for path in unused]
+    if unreadable:
+        lines.append("unreadable goldens (never removed; fix them, or re-record them with "
+                     "--update-golden):")
+        lines += [f"  {why}" for _, why in sorted(unreadable.items())]
+    return lines

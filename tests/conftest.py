@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +25,34 @@ def x4(rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal((6, 4)).astype("float32")
 
 
+def new_persist(fmt: Any, tmp_path: Path, **options: Any) -> Any:
+    """A Persist for `fmt` (a registered name, a format class or object), outside any test item.
+
+    `options` are CheckOptions fields (rtol=, safe_mode=, timeout=, ...); `golden=` a GoldenTarget.
+    """
+    from pytest_modelpersist.api import Persist
+    from pytest_modelpersist.formats import BUILTIN_FORMATS
+    from pytest_modelpersist.settings import CheckOptions
+
+    if isinstance(fmt, str):
+        fmt = {f.name: f for f in BUILTIN_FORMATS}[fmt]
+    if isinstance(fmt, type):
+        fmt = fmt()
+    golden = options.pop("golden_target", None)
+    return Persist(fmt, tmp_path=tmp_path, options=CheckOptions(**options), golden=golden)
+
+
+@pytest.fixture
+def make_persist(tmp_path: Path) -> Callable[..., Any]:
+    """Factory of Persist objects for unit tests: ``make_persist("h5", safe_mode=False)``."""
+    count = iter(range(1_000_000))
+
+    def make(fmt: Any, **options: Any) -> Any:
+        return new_persist(fmt, tmp_path / f"persist-{next(count)}", **options)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tensorflow_warmed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Import TensorFlow and every module the formats import lazily, once.
@@ -30,14 +61,13 @@ def tensorflow_warmed_up(tmp_path_factory: pytest.TempPathFactory) -> None:
     protobuf modules) first imported inside a run is dropped and imported again by the next
     run, which aborts the process. Exercising every format here imports them all up front.
     """
-    from pytest_modelpersist.api import CheckOptions, Persist
     from pytest_modelpersist.formats import BUILTIN_FORMATS
 
     import model_zoo
 
     x = np.ones((2, 4), np.float32)
     for fmt in BUILTIN_FORMATS:
-        persist = Persist(fmt(), tmp_path=tmp_path_factory.mktemp("warm"), options=CheckOptions())
+        persist = new_persist(fmt, tmp_path_factory.mktemp("warm"))
         if persist.applies_to(model_zoo.functional()):  # onnx without its extra
             continue
         persist.check(model_zoo.functional(), x, build=model_zoo.functional)

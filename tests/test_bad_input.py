@@ -723,7 +723,11 @@ def test_xdist_update_golden_with_conflicting_writers_leaves_every_golden_valid(
 
     monkeypatch.setenv("VARY", "1")
     result = pytester.runpytest_subprocess(*args, timeout=300)
-    result.assert_outcomes(passed=6 * len(in_all))
+    # Within one run the first writer of a golden wins and every disagreeing item fails,
+    # naming both (issue 15 item 8); the two workers still race for the per-golden lock.
+    result.assert_outcomes(passed=6, failed=6 * (len(in_all) - 1))
+    result.stdout.fnmatch_lines(["*these outputs are not deterministic: [[]*[]] and [[]*[]] saw "
+                                 "different outputs (max abs *)*"])
     sidecars = gf.goldens_in(store)
     assert len(sidecars) == 6
     for sidecar in sidecars:

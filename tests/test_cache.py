@@ -63,3 +63,46 @@ def test_no_cache_option_saves_every_time(pytester):
     result = pytester.runpytest("--persist-formats=keras", "--persist-no-cache", "-k", "shared")
     result.assert_outcomes(passed=10)
     assert "reused from the session cache" not in result.stdout.str()
+
+
+# ---- unit tests of ArtifactCache (no pytest run) ---------------------------------------------
+
+
+def test_cache_lookup_store_and_edit_detection(tmp_path):
+    from pytest_modelpersist.cache import ArtifactCache
+    from pytest_modelpersist.formats.base import Artifact
+
+    cache = ArtifactCache(tmp_path)
+    directory = cache.directory("h5", "k" * 20)
+    assert directory.is_dir() and cache.directory("h5", "k" * 20) != directory  # never reused
+    path = directory / "model.h5"
+    path.write_bytes(b"x" * 10)
+    artifact = Artifact("h5", path, directory, "keras")
+    assert cache.lookup("h5", "k") is None
+    cache.store("h5", "k", artifact)
+    assert cache.lookup("h5", "k") is artifact and cache.lookup("pb", "k") is None
+    import os
+
+    os.utime(path, ns=(1, 1))  # the files changed: the entry is dropped, the caller saves again
+    assert cache.lookup("h5", "k") is None and cache.lookup("h5", "k") is None
+    cache.store("h5", "k2", artifact)
+    assert cache.summary() == {"saves": {"h5": 2}, "hits": {"h5": 1}}
+
+
+def test_cache_fingerprint_follows_weights_and_input_signature():
+    import numpy as np
+
+    from pytest_modelpersist.cache import fingerprint
+
+    import model_zoo
+
+    x = np.ones((2, 4), np.float32)
+    model = model_zoo.functional()
+    before = fingerprint(model, x)
+    assert fingerprint(model, np.zeros((5, 4), np.float32)) == before  # batch size ignored
+    assert fingerprint(model, np.ones((2, 4), np.float64)) != before
+    weights = model.get_weights()
+    model.set_weights([w + 1 for w in weights])
+    assert fingerprint(model, x) != before
+    model.set_weights(weights)
+    assert fingerprint(model, x) == before

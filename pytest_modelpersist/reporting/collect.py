@@ -116,7 +116,7 @@ class ReportPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        from ..session import base_test_name
+        from ..collection import golden_identity
 
         for index, item in enumerate(items):
             callspec = getattr(item, "callspec", None)
@@ -125,7 +125,7 @@ class ReportPlugin:
                 continue
             record(item, "format", param.format)
             record(item, "loader", param.loader)
-            record(item, "test", base_test_name(item)[1])
+            record(item, "test", golden_identity(item)[1])
             record(item, "index", index)
 
     @pytest.hookimpl(tryfirst=True)

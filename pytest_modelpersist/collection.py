@@ -1,0 +1,123 @@
+"""The collection plugin: which (format, loader) items a test gets, and a test's golden identity.
+
+A test requesting `persist` is parametrized last with one item per format (and loader) the
+command line selects and its marker allows. Its golden identity is its node id without that
+parameter: every format item of one test shares one golden, and no two tests share one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .errors import UnknownFormatError
+from .loaders import INPROCESS, loaders_of, parse_loaders
+from .settings import PersistSettings, marker_options
+
+NO_FORMAT = "no-format"
+
+
+@dataclass(frozen=True)
+class PersistParam:
+    """One test item's format and loader; its id is the format, or format-loader."""
+
+    format: str
+    loader: str = INPROCESS
+
+    @property
+    def id(self) -> str:
+        return self.format if self.loader == INPROCESS else f"{self.format}-{self.loader}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def golden_identity(item: Any) -> tuple[str, str]:
+    """(golden name, owner id) of a test item: its id without the persist parameter.
+
+    The owner is the node id minus the ``persist`` parameter (``m.py::TestA::test_x[v1-]``);
+    the name is the part after the module, classes joined with ``.`` (``TestA.test_x[v1-]``),
+    so methods of two classes and ids differing only in a trailing ``-`` stay apart. The
+    persist id is always the id's last part (the plugin parametrizes last), joined by one ``-``.
+    """
+    nodeid = item.nodeid
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "persist" in callspec.params:
+        param = callspec.params["persist"]
+        own = str(param) if param is not None else NO_FORMAT
+        ident = callspec.id
+        if ident == own:
+            rest = None
+        elif ident.endswith("-" + own):
+            rest = ident[: -len(own) - 1]
+        else:  # not ours to strip (another plugin renamed ids): keep the whole id
+            rest = ident
+        base = item.originalname + (f"[{rest}]" if rest is not None else "")
+        nodeid = nodeid[: len(nodeid) - len(item.name)] + base
+    local = nodeid.split("::", 1)[1] if "::" in nodeid else item.name
+    return local.replace("::", "."), nodeid
+
+
+class PersistCollection:
+    """Parametrizes every test requesting `persist`; validates its marker at collection."""
+
+    def __init__(self, settings: PersistSettings) -> None:
+        self.settings = settings
+
+    def _names(self, node: Any, value: Any, keyword: str) -> list[str]:
+        if value is None:
+            return []
+        try:
+            return self.settings.registry.parse([value] if isinstance(value, str) else value)
+        except UnknownFormatError as exc:
+            pytest.fail(f"{node.nodeid}: @pytest.mark.persist({keyword}=...): {exc}",
+                        pytrace=False)
+
+    def formats_for(self, node: Any, opts: dict[str, Any]) -> tuple[list[str], str]:
+        """The formats a test runs (command line narrowed by its marker), and why if none."""
+        selected = self.settings.formats
+        chosen = list(selected)
+        if opts.get("formats") is not None:
+            wanted = set(self._names(node, opts["formats"], "formats"))
+            chosen = [f for f in chosen if f in wanted]
+        excluded = set(self._names(node, opts.get("exclude"), "exclude"))
+        chosen = [f for f in chosen if f not in excluded]
+        why = "" if chosen else (f"no persist format left: the command line selects "
+                                 f"{','.join(selected)} and the marker narrows it to none")
+        return chosen, why
+
+    def params_for(self, node: Any) -> tuple[list[PersistParam], str]:
+        """The (format, loader) items of a test: command line narrowed by its marker."""
+        opts = marker_options(node)
+        chosen, why = self.formats_for(node, opts)
+        loaders = list(self.settings.loaders)
+        if opts.get("loaders") is not None:
+            try:
+                wanted = parse_loaders([opts["loaders"]] if isinstance(opts["loaders"], str)
+                                       else opts["loaders"], "@pytest.mark.persist(loaders=...)",
+                                       error=ValueError)
+            except ValueError as exc:
+                pytest.fail(f"{node.nodeid}: {exc}", pytrace=False)
+            loaders = [n for n in loaders if n in wanted]
+        registry = self.settings.registry
+        params = [PersistParam(f, loader) for f in chosen for loader in loaders
+                  if loader in loaders_of(registry.get(f))]
+        if chosen and not params:
+            why = (f"no persist item left: loaders {','.join(loaders) or '(none)'} do not apply "
+                   f"to formats {','.join(chosen)}")
+        return params, why
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "persist" not in metafunc.fixturenames:
+            return
+        params, why = self.params_for(metafunc.definition)
+        if params:
+            metafunc.parametrize("persist", params, indirect=True, ids=[p.id for p in params])
+        else:
+            metafunc.parametrize(
+                "persist", [pytest.param(None, marks=pytest.mark.skip(reason=why))],
+                indirect=True, ids=[NO_FORMAT],
+            )
