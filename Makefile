@@ -1,31 +1,58 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv themselves.
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+# `make test` also creates .venv-tf215 (TensorFlow 2.15.1, whose tf.keras is Keras 2) and runs
+# the same suites there: the plugin supports TF 2.15 through 2.21.
+PYTHON  ?= python3
+VENV    ?= .venv
+VENV215 ?= .venv-tf215
+PY      := $(VENV)/bin/python
+PY215   := $(VENV215)/bin/python
 # TensorFlow's C++ start-up lines; the plugin hides the rest.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv demo test test-plugin test-example test-conversions lint bench clean
+.PHONY: venv venv-tf215 demo test test-tf221 test-tf215 test-conversions lint bench clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import tensorflow, pytest_modelpersist, xdist, hypothesis"
-	touch $(STAMP)
+# $(call make_venv,<venv dir>,<pyproject extra>,<tf-keras version>): the venv, built from the
+# extra, plus Keras 2 (tf-keras) without its dependencies: it requires the full `tensorflow`
+# distribution, which would install a second TensorFlow beside tensorflow-cpu.
+define make_venv
+$(1)/.installed-stamp: pyproject.toml Makefile
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(1)/bin/python -m pip install --quiet -e '.[$(2)]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(1)/bin/python -m pip install --quiet --no-deps tf-keras==$(3) 2>&1 | grep -v "^WARNING: Location" || true
+	$(1)/bin/python -c "import tensorflow, tf_keras, pytest_modelpersist, xdist, hypothesis"
+	touch $$@
+endef
+$(eval $(call make_venv,$(VENV),dev,2.21.0))
+$(eval $(call make_venv,$(VENV215),dev-tf215,2.15.1))
 
-venv: $(STAMP)
+venv: $(VENV)/.installed-stamp
+venv-tf215: $(VENV215)/.installed-stamp
 
 ## The example project's persistence suite over every format (skips show their reasons).
 demo: venv
 	cd example_project && ../$(PY) -m pytest -rs -v --persist-formats=all -p no:cacheprovider
 
-## The plugin's own tests, then the example project.
-test: venv
-	$(PY) -m pytest tests -n 2 -p no:cacheprovider
-	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider
+# $(call run_suites,<python>): the plugin's own tests, then the example project.
+define run_suites
+	$(1) -m pytest tests -n 2 -p no:cacheprovider
+	cd example_project && ../$(1) -m pytest -q -p no:cacheprovider
+endef
+
+## Every supported TensorFlow: the plugin's tests and the example project on each.
+test: test-tf221
+
+test-tf221: venv
+	$(call run_suites,$(PY))
+
+test-tf215: venv-tf215
+	$(call run_suites,$(PY215))
+
+## The example project through the conversion formats (TFLite, quantized TFLite, ONNX).
+test-conversions: venv
+	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider \
+		--persist-formats=tflite,tflite_dynamic,onnx
 
 ## The example project through the conversion formats (TFLite, quantized TFLite, ONNX).
 test-conversions: venv
@@ -40,4 +67,4 @@ bench: venv
 	$(PY) benchmarks/bench_formats.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache example_project/.pytest_cache
+	rm -rf $(VENV) $(VENV215) .pytest_cache example_project/.pytest_cache

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from . import compat
 from . import golden as golden_files
 from . import golden_check
 from ._session_run import run_timeout, with_run_timeout
@@ -118,6 +119,7 @@ class Persist:
             directory.mkdir(parents=True, exist_ok=True)
         with self._step("save", directory, info), timed(self._node, "save"):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
+            artifact.meta.update(compat.artifact_meta(model))  # Keras 2: its package, positions
             artifact.write_manifest()
         record(self._node, "artifact_bytes", artifact.bytes)
         if key is not None and self._cache is not None:

@@ -1,6 +1,7 @@
-"""The three model kinds behind one small interface: describe, run, list variables, perturb.
+"""The four model kinds behind one small interface: describe, run, list variables, perturb.
 
 * Keras 3 models (Sequential, Functional, subclassed),
+* Keras 2 models: `tf_keras`, and `tf.keras` on TensorFlow <= 2.15 (see compat.py),
 * `tf.Module` objects whose `__call__` is a `tf.function` (ideally with an `input_signature`),
 * TF1 graph models: a `tf.Graph` + `tf.compat.v1.Session`, named by :class:`GraphModel`.
 """
@@ -8,19 +9,23 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import compat
 from ._tf import import_tensorflow
 
 KERAS = "keras"
+KERAS2 = "keras2"
 MODULE = "tf.Module"
 GRAPH = "tf1-graph"
 OTHER = "other"
-KINDS = (KERAS, MODULE, GRAPH)
+KINDS = (KERAS, KERAS2, MODULE, GRAPH)
+#: The Keras kinds: models that Keras' own save/load API handles.
+KERAS_KINDS = (KERAS, KERAS2)
 
 Inputs = Any  # an array, a sequence of arrays (positional inputs), or None for no inputs
 
@@ -31,6 +36,8 @@ class ModelInfo:
 
     kind: str
     detail: str
+    #: The Keras package of a Keras 2 model (``tf_keras`` or ``keras``), else "".
+    package: str = ""
 
     def __str__(self) -> str:
         return self.detail
@@ -125,6 +132,20 @@ def as_output_list(outputs: Any) -> list[np.ndarray]:
     return [np.asarray(outputs)]
 
 
+def signature_order(keys: Iterable[str], meta: Mapping[str, Any], side: str) -> list[str]:
+    """A SavedModel signature's input or output keys (`side`) in the model's own order.
+
+    The order a save recorded in the artifact's meta (``signature_inputs``/``_outputs``: a
+    Keras 2 model names them after its layers, ``score``, ``aux``), else natural order by name
+    (``output_2`` before ``output_10``), which is how exports name positional ones.
+    """
+    keys = list(keys)
+    recorded = list(meta.get(f"signature_{side}") or [])
+    if sorted(recorded) == sorted(keys):
+        return recorded
+    return sorted(keys, key=natural_key)
+
+
 def natural_key(text: str) -> tuple[Any, ...]:
     import re
 
@@ -137,6 +158,12 @@ def describe(model: Any) -> ModelInfo:
         return ModelInfo(GRAPH, "TF1 graph model (GraphModel)")
     if not _tf_loaded_or_model_from_tf(model):
         return ModelInfo(OTHER, f"{type(model).__module__}.{type(model).__name__} object")
+    # A Keras 2 Model is a tf.Module, and on TF <= 2.15 `keras` itself is Keras 2: first.
+    keras2 = compat.keras2_package(model)
+    if keras2 is not None:
+        family = compat.model_family(keras2, model)
+        return ModelInfo(KERAS2, f"Keras 2 {family} model ({keras2.__name__})",
+                         package=keras2.__name__)
     tf = import_tensorflow()
     import keras
 
@@ -167,7 +194,7 @@ def run(model: Any, inputs: Inputs) -> list[np.ndarray]:
     if isinstance(model, GraphModel):
         return model(args)
     info = describe(model)
-    if info.kind == KERAS:
+    if info.kind in KERAS_KINDS:
         out = model(args if len(args) > 1 else args[0], training=False)
     elif callable(model):
         out = model(*args)
@@ -230,14 +257,17 @@ def function_outputs(fn: Any) -> list[Any]:
 def variables(model: Any) -> dict[str, Any]:
     """Name -> variable of everything a restore must fill, named as formats save them.
 
-    Keras: the `.weights.h5` path (``layers/dense/vars/0``). tf.Module: the attribute path
-    (``w``, ``dense/b``). TF1 graph: the variable op name (``v1``).
+    Keras 3: the `.weights.h5` path (``layers/dense/vars/0``). Keras 2: ``<layer>/<weight>``
+    (``d1/kernel``). tf.Module: the attribute path (``w``, ``dense/b``). TF1 graph: the
+    variable op name (``v1``).
     """
     info = describe(model)
     if info.kind == GRAPH:
         return {v.op.name: v for v in model.graph_variables()}
     if info.kind == KERAS:
         return keras_variables(model)
+    if info.kind == KERAS2:
+        return compat.keras2_variables(model)
     return module_variables(model)
 
 

@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import compat
 from .errors import RestoreMapError
 from .models import (
     GRAPH,
     KERAS,
+    KERAS2,
+    KERAS_KINDS,
     MODULE,
     GraphModel,
     Perturbation,
@@ -156,13 +159,10 @@ def _checkpoint_full_names(reader: Any) -> dict[str, str]:
 def h5_layer_weight_names(layer_name: str, weight_paths: Sequence[str]) -> list[str]:
     """Names of one layer's weights in a legacy HDF5 file: ``<layer>/<weight>`` (``enc/kernel``).
 
-    The weight part is the last component of Keras' weight path; when two weights of the layer
-    share it (a nested model as a layer), the whole path is used instead.
+    The weight part is the last component of Keras' weight path (Keras 2's ``:0`` dropped);
+    when two weights of the layer share it (a nested model as a layer), the whole path is used.
     """
-    short = [p.rsplit("/", 1)[-1] for p in weight_paths]
-    if len(set(short)) != len(short):
-        short = list(weight_paths)
-    return [f"{layer_name}/{s}" for s in short]
+    return compat.layer_weight_names(layer_name, weight_paths)
 
 
 # ---- the target's variables ------------------------------------------------------------------
@@ -244,7 +244,7 @@ def target_variables(target: Any, *, object_root: str | None = None,
                 candidates.append((str(raw), n))
             if vname:
                 candidates.append((_short(str(vname)), n))
-    if object_root is not None and kind in (KERAS, MODULE):
+    if object_root is not None and kind in (KERAS, KERAS2, MODULE):
         candidates += [(p, n) for p, n in _object_paths(target, object_root, tv).items()]
     ambiguous: set[str] = set()
     for alias, canonical in candidates:
@@ -272,7 +272,8 @@ def _object_paths(target: Any, root_name: str, tv: TargetVariables) -> dict[str,
 
     tf = import_tensorflow()
     try:
-        root = tf.train.Checkpoint(**{root_name: target})
+        # root_name "": the target is the root (Keras 2's save_weights checkpoints)
+        root = tf.train.Checkpoint(**{root_name: target}) if root_name else target
         view = tf.train.TrackableView(root)
         paths: dict[str, str] = {}
         seen = {id(root)}
@@ -543,6 +544,27 @@ def _unrestored(target: Any, perturbed: Perturbation) -> list[str]:
     return unrestored(target, perturbed)
 
 
+def aligned_by_position(saved: SavedVariables, target: Any,
+                        positions: Mapping[str, str] | None) -> SavedVariables:
+    """`saved` with Keras 2 ``<layer>/<weight>`` names moved to the target's at each position.
+
+    A rebuilt Keras 2 model gets new auto-generated layer names (``dense_3``); the artifact's
+    recorded positions (compat.keras2_positions) say which saved name is which variable now.
+    Each renamed entry keeps its saved name as an alias (var_map and only still take it).
+    """
+    renames = {old: new for old, new in compat.position_renames(target, positions or {}).items()
+               if old in saved.entries}
+    entries = {renames.get(n, n): e for n, e in saved.entries.items()}
+    if not renames or len(entries) != len(saved.entries):  # two onto one: names stay as saved
+        return saved
+    back = {new: old for old, new in renames.items()}
+    aliases = {renames.get(n, n): a for n, a in saved.aliases.items()}
+    for new, old in back.items():
+        aliases[new] = (old, *aliases.get(new, ()))
+    return SavedVariables(entries, lambda name: saved.read(back.get(name, name)),
+                          source=saved.source, aliases=aliases)
+
+
 def restore_variables(
     fmt: str,
     artifact: Artifact,
@@ -573,6 +595,8 @@ def restore_variables(
     target = restore_target(fmt, artifact, options)
     is_model = not isinstance(target, (Mapping, list, tuple))
     tv = target_variables(target, object_root=object_root, display=display)
+    if is_model and display != "h5":  # h5 restores by layer name, as Keras 2's by_name does
+        saved = aligned_by_position(saved, target, artifact.meta.get("keras2_positions"))
     plan = plan_restore(tv, saved, options)
     report = plan.report
     restorable = report.everything_restored or not options.strict
@@ -613,7 +637,8 @@ def restore_target(fmt: str, artifact: Artifact, options: RestoreOptions) -> Any
 
 def ensure_built(model: Any, artifact: Artifact) -> None:
     """Call an unbuilt Keras model once on zeros shaped like the saved inputs."""
-    if describe(model).kind != KERAS or (getattr(model, "built", True) and model.variables):
+    if describe(model).kind not in KERAS_KINDS or (getattr(model, "built", True)
+                                                    and model.variables):
         return
     zeros = [np.zeros([1 if d is None else d for d in s["shape"]], s["dtype"])
              for s in artifact.meta.get("input_specs", [])]

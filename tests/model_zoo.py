@@ -54,11 +54,28 @@ def _subclassed_class() -> Any:
     return TinyNet
 
 
+def numpy_dtype(v: Any) -> np.dtype:
+    """A Keras variable's numpy dtype: Keras 3 gives a string, Keras 2 a `tf.DType`."""
+    return np.dtype(getattr(v.dtype, "as_numpy_dtype", v.dtype))
+
+
+def weight_path(v: Any) -> str:
+    """A Keras variable's ``<layer>/<weight>`` path: Keras 3's `v.path`, Keras 2's name
+    without the ``:0`` (``d1/kernel``)."""
+    path = getattr(v, "path", None)
+    return path if isinstance(path, str) else v.name.split(":")[0]
+
+
+def keras_major() -> int:
+    """The major version of the Keras that `import_keras()` gives (2 on TF 2.15, else 3)."""
+    return int(import_keras().__version__.split(".")[0])
+
+
 def randomize(model: Any, seed: int = 7) -> Any:
     """Give every float weight a non-initial value (trained-looking weights)."""
     rng = np.random.default_rng(seed)
     for v in model.weights:
-        v.assign(rng.standard_normal(tuple(v.shape)).astype(v.dtype))
+        v.assign(rng.standard_normal(tuple(v.shape)).astype(numpy_dtype(v)))
     return model
 
 

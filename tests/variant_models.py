@@ -10,6 +10,8 @@ import numpy as np
 from pytest_modelpersist import GraphModel
 from pytest_modelpersist._tf import import_keras, import_tensorflow
 
+from model_zoo import randomize, weight_path
+
 
 def seed_graph(values: Sequence[float] = (1.0, 2.0), names: Sequence[str] = ("v1", "v2"),
                scope: str | None = None) -> GraphModel:
@@ -60,16 +62,9 @@ def mlp(names: Sequence[str] = ("enc", "head"), units: Sequence[int] = (5, 2),
     return model
 
 
-def randomize(model: Any, seed: int = 7) -> Any:
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        v.assign(rng.standard_normal(tuple(v.shape)).astype(v.dtype))
-    return model
-
-
 def keras_values(model: Any) -> dict[str, np.ndarray]:
     """Keras variable path (``enc/kernel``) -> current value."""
-    return {v.path: np.array(v.numpy()) for v in model.weights}
+    return {weight_path(v): np.array(v.numpy()) for v in model.weights}
 
 
 class Pair:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "modelpersist.json"
 #: The model kinds (models.KINDS) and OTHER, spelled here so this module stays light.
-KINDS = frozenset({"keras", "tf.Module", "tf1-graph"})
-KIND_LABELS = {"keras": "Keras", "tf.Module": "tf.Module", "tf1-graph": "TF1 graph"}
+KINDS = frozenset({"keras", "keras2", "tf.Module", "tf1-graph"})
+KIND_LABELS = {"keras": "Keras", "keras2": "Keras 2", "tf.Module": "tf.Module",
+               "tf1-graph": "TF1 graph"}
 #: How TensorFlow's C API reads a format's files (`Format.capi`): a frozen GraphDef fed and
 #: fetched by the tensor names in the artifact's meta, or a SavedModel directory run through
 #: its `serving_default` signature.
@@ -230,7 +231,10 @@ class BaseFormat:
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         """A reason when the model's kind is not in `kinds`."""
         if info.kind not in self.kinds:
-            holds = " and ".join(KIND_LABELS.get(k, k) for k in sorted(self.kinds))
+            # dict.fromkeys: Keras 2 and 3 read as one "Keras" where a format holds both
+            labels = dict.fromkeys(KIND_LABELS.get(k, k) for k in sorted(self.kinds)
+                                   if not (k == "keras2" and "keras" in self.kinds))
+            holds = " and ".join(labels)
             return f"{self.name} holds {holds} models only"
         return None
 

@@ -13,23 +13,32 @@ from typing import Any
 
 import numpy as np
 
+from .. import compat
 from .._tf import import_keras
-from ..models import KERAS, Inputs, ModelInfo, RestoreReport, describe, run
+from ..models import KERAS, KERAS2, KERAS_KINDS, Inputs, ModelInfo, RestoreReport, describe, run
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import SavedVariables, h5_layer_weight_names, restore_variables
 from .base import Artifact, BaseFormat, Restored
 
 
+def keras_of(artifact: Artifact) -> Any:
+    """The Keras package that reads `artifact`: Keras 3, or the Keras 2 package it was saved
+    with (``tf_keras``, or ``keras`` 2.x on TF <= 2.15)."""
+    if artifact.model_kind == KERAS2:
+        return compat.import_keras2(artifact.meta.get("keras_package", "tf_keras"))
+    return import_keras()
+
+
 def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
-    """`keras.models.load_model` without compiling; Lambda code runs only if safe_mode=False."""
-    keras = import_keras()
+    """`load_model` without compiling; Lambda code runs only if safe_mode=False."""
+    keras = keras_of(artifact)
     return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
 
 
 class _KerasFormat(BaseFormat):
     """What the Keras formats share: Keras models only, by-name restores, safe mode."""
 
-    kinds = frozenset({KERAS})
+    kinds = frozenset(KERAS_KINDS)
     restore_options = INTO_MODEL
 
     def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
@@ -80,6 +89,10 @@ class H5Format(_KerasModelFormat):
             return ("legacy HDF5 stores the architecture of Sequential and Functional models "
                     "only (Keras 3 writes a subclassed one but cannot load it back); use the "
                     "keras or weights_h5 format")
+        if info.kind == KERAS2 and "subclassed" in info.detail:
+            return ("legacy HDF5 stores the architecture of Sequential and Functional models "
+                    "only (Keras 2 refuses to save a subclassed one to it); use the keras, "
+                    "weights_h5, tf_checkpoint or savedmodel format")
         return super().unsupported(model, info)
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
@@ -87,24 +100,29 @@ class H5Format(_KerasModelFormat):
         return read_legacy_h5(artifact.path)
 
     def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
-        """Layer-name restore: Keras' ``load_weights(by_name=True)`` when the names line up
-        as saved, the file's datasets read with h5py and assigned when mapped or selected.
-        Either way every variable is accounted for (Keras' own by-name load skips unknown
-        layers silently)."""
-        path = str(artifact.path)
+        return restore_legacy_h5_by_name(self.name, artifact, options)
 
-        def load(model: Any, report: RestoreReport) -> str | None:
-            if options.maps or report.mismatched:
-                return None
-            with warnings.catch_warnings():  # each skip is in the report's notes already
-                warnings.filterwarnings("ignore", message="Skipping loading")
-                model.load_weights(path, by_name=True, skip_mismatch=options.skip_mismatched)
-            return ("model.load_weights(by_name=True"
-                    + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
 
-        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
-                                 options, how="h5py read + assign by layer name", load=load,
-                                 display="h5")
+def restore_legacy_h5_by_name(fmt: str, artifact: Artifact, options: RestoreOptions) -> Restored:
+    """Layer-name restore of a legacy HDF5 file (a full model, or Keras 2 weights).
+
+    Keras' ``load_weights(by_name=True)`` when the names line up as saved, the file's datasets
+    read with h5py and assigned when mapped or selected. Either way every variable is accounted
+    for (Keras' own by-name load skips unknown layers silently).
+    """
+    path = str(artifact.path)
+
+    def load(model: Any, report: RestoreReport) -> str | None:
+        if options.maps or report.mismatched:
+            return None
+        with warnings.catch_warnings():  # each skip is in the report's notes already
+            warnings.filterwarnings("ignore", message="Skipping loading")
+            model.load_weights(path, by_name=True, skip_mismatch=options.skip_mismatched)
+        return ("model.load_weights(by_name=True"
+                + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
+
+    return restore_variables(fmt, artifact, read_legacy_h5(artifact.path), options,
+                             how="h5py read + assign by layer name", load=load, display="h5")
 
 
 class KerasFormat(_KerasModelFormat):
@@ -119,6 +137,12 @@ class KerasFormat(_KerasModelFormat):
         return read_weights_file(io.BytesIO(data), source=f"{artifact.path}:model.weights.h5")
 
     def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
+        if artifact.model_kind == KERAS2:
+            raise TypeError(
+                f"[{self.name}] a by-name restore (into=, var_map, only, strict, "
+                "skip_mismatched) of a Keras 2 .keras archive is not supported: its weights "
+                "are named by class and position, not by layer; use the h5 or weights_h5 "
+                "format (Keras 2's load_weights(by_name=True)), or keras.models.load_model")
         return restore_variables(self.name, artifact, self.saved_names(artifact, options),
                                  options,
                                  how="model.weights.h5 of the archive, read with h5py, by path")
@@ -192,16 +216,25 @@ def read_weights_file(file: Any, *, source: str | None = None) -> SavedVariables
 
 class WeightsH5Format(_KerasFormat):
     name = "weights_h5"
-    description = "Keras model.save_weights('.weights.h5'), load_weights into a rebuilt model"
+    description = ("Keras model.save_weights('.weights.h5'; Keras 2: legacy '.h5'), "
+                   "load_weights into a rebuilt model")
     needs_build = True
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
-        main = "model.weights.h5"
+        info = describe(model)
+        # Keras 2 writes its own (v3) layout for a `.weights.h5` name; a plain `.h5` gets the
+        # legacy layer-named file that its load_weights(by_name=True) reads.
+        main = "model_weights.h5" if info.kind == KERAS2 else "model.weights.h5"
         model.save_weights(str(directory / main))
-        return self.new_artifact(directory, main, describe(model), inputs)
+        return self.new_artifact(directory, main, info, inputs)
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
-        """The file's datasets by path (``layers/dense/vars/0``), read with h5py."""
+        """The file's datasets by path (``layers/dense/vars/0``), read with h5py.
+
+        Keras 2 writes a legacy HDF5 weights file (layer groups): ``<layer>/<weight>`` names.
+        """
+        if artifact.model_kind == KERAS2:
+            return read_legacy_h5(artifact.path)
         return read_weights_file(artifact.path)
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
@@ -212,6 +245,8 @@ class WeightsH5Format(_KerasFormat):
         by-name options (Keras refuses ``by_name`` on a `.weights.h5`) the datasets are read
         with h5py and assigned by name.
         """
+        if options.by_name and artifact.model_kind == KERAS2:
+            return restore_legacy_h5_by_name(self.name, artifact, options)
         path = str(artifact.path)
 
         def load(model: Any, report: RestoreReport) -> str | None:

@@ -104,7 +104,7 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
     """
     import tempfile
 
-    from ..models import natural_key
+    from ..models import signature_order
     from .capi import CapiLoaderError, run_capi, savedmodel_signature
 
     path = Path(artifact.path)
@@ -114,8 +114,8 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                 path, artifact.meta.get("signature", "serving_default"))
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
-        feeds_names = [sig_in[k] for k in sorted(sig_in, key=natural_key)]
-        fetches = [sig_out[k] for k in sorted(sig_out, key=natural_key)]
+        feeds_names = [sig_in[k] for k in signature_order(sig_in, artifact.meta, "inputs")]
+        fetches = [sig_out[k] for k in signature_order(sig_out, artifact.meta, "outputs")]
         kind = "savedmodel"
     elif path.is_file() and {"inputs", "outputs"} <= set(artifact.meta):
         feeds_names, fetches, kind = artifact.meta["inputs"], artifact.meta["outputs"], "pb"

@@ -1,0 +1,171 @@
+"""Keras 2 beside Keras 3, TensorFlow 2.15 to 2.21: the one module that knows the difference.
+
+* Keras 3 is the `keras` package, version 3 (TensorFlow 2.16 and later).
+* Keras 2 is the `tf_keras` package (any TensorFlow; `tf.keras` is `tf_keras` when
+  ``TF_USE_LEGACY_KERAS=1``), or the `keras` package itself when its version is 2 (TensorFlow
+  2.15 and earlier, where `tf.keras` is Keras 2).
+
+Nothing here imports TensorFlow or Keras: a model's package is looked up among the modules
+already imported (a model exists, so its package is loaded). Only public Keras 2 API is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: The packages that can be Keras 2, the dedicated one first.
+KERAS2_PACKAGES = ("tf_keras", "keras")
+
+
+def major_version(package: Any) -> int:
+    """The major version of a Keras package (``2`` for tf_keras and keras 2.x, ``3``...)."""
+    version = str(getattr(package, "__version__", "0"))
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def keras2_package(model: Any) -> Any | None:
+    """The Keras 2 package (`tf_keras`, or `keras` 2.x) whose `Model` `model` is, or None.
+
+    Looks only at packages already imported, so it never imports TensorFlow.
+    """
+    for name in KERAS2_PACKAGES:
+        package = sys.modules.get(name)
+        if package is None or major_version(package) != 2:
+            continue
+        model_class = getattr(package, "Model", None)
+        if isinstance(model_class, type) and isinstance(model, model_class):
+            return package
+    return None
+
+
+def import_keras2(name: str) -> Any:
+    """Import a Keras 2 package by the name an artifact recorded (``tf_keras`` or ``keras``).
+
+    Raises ImportError naming what is installed when that package is not Keras 2 here (a
+    Keras 2 ``keras`` artifact restored where `keras` is Keras 3: install tf-keras).
+    """
+    if name not in KERAS2_PACKAGES:
+        raise ImportError(f"{name!r} is not a Keras 2 package (expected one of "
+                          f"{', '.join(KERAS2_PACKAGES)})")
+    from ._tf import import_tensorflow
+
+    import_tensorflow()  # quietly, first: the Keras packages import TensorFlow
+    try:
+        package = importlib.import_module(name)
+    except ImportError:
+        if name == "keras":  # saved by TF <= 2.15's own Keras 2: tf_keras reads the same files
+            return import_keras2("tf_keras")
+        raise ImportError(
+            "this artifact holds a Keras 2 model and the tf_keras package is not installed: "
+            "pip install tf-keras (the version of your TensorFlow)") from None
+    if major_version(package) != 2:
+        if name == "keras":
+            return import_keras2("tf_keras")
+        raise ImportError(f"{name} {package.__version__} is not Keras 2")
+    return package
+
+
+def model_family(package: Any, model: Any) -> str:
+    """``Sequential``, ``Functional`` or ``subclassed (<class>)`` for a Keras 2 model."""
+    if isinstance(model, package.Sequential):
+        return "Sequential"
+    if getattr(model, "_is_graph_network", False):
+        return "Functional"
+    return f"subclassed ({type(model).__name__})"
+
+
+def short_name(name: str) -> str:
+    """A TF variable name without its output index (``d1/kernel:0`` -> ``d1/kernel``)."""
+    return str(name).split(":", 1)[0]
+
+
+def layer_weight_names(layer_name: str, weight_paths: Iterable[str]) -> list[str]:
+    """``<layer>/<weight>`` for each of a layer's weights (``enc/kernel``).
+
+    The weight part is the last component of the weight's name or path (Keras 2 names end in
+    ``:0``, dropped); when two weights of the layer share it (a nested model used as a layer),
+    the whole name is used instead. Legacy HDF5 files name their entries by the same rule.
+    """
+    full = [short_name(p) for p in weight_paths]
+    short = [n.rsplit("/", 1)[-1] for n in full]
+    if len(set(short)) != len(short):
+        short = full
+    return [f"{layer_name}/{s}" for s in short]
+
+
+def _layer_weights(model: Any) -> list[tuple[str, str, Any]]:
+    """(``<layer>/<weight>``, position key, variable) of a Keras 2 model, in layer order.
+
+    The position key (``3.Dense/kernel``: index among the model's layers, class, weight) is
+    what a rebuilt model of the same architecture has at the same place, although Keras 2 gave
+    its layers new names (``dense_1`` for ``dense``).
+    """
+    found: list[tuple[str, str, Any]] = []
+    seen: set[int] = set()
+    for i, layer in enumerate(model.layers):
+        weights = [w for w in layer.weights if id(w) not in seen]
+        names = layer_weight_names(layer.name, [w.name for w in weights])
+        for name, w in zip(names, weights, strict=True):
+            seen.add(id(w))
+            weight = name[len(layer.name) + 1:]
+            found.append((name, f"{i}.{type(layer).__name__}/{weight}", w))
+    for w in model.weights:  # a subclassed model's own add_weight: no layer owns it
+        if id(w) not in seen:
+            seen.add(id(w))
+            found.append((short_name(w.name), f"model/{short_name(w.name)}", w))
+    return found
+
+
+def keras2_variables(model: Any) -> dict[str, Any]:
+    """A Keras 2 model's variables by ``<layer>/<weight>`` (``d1/kernel``, ``bn/moving_mean``).
+
+    Layers in `model.layers` order, each one's weights in `layer.weights` order (trainable
+    first): the order Keras 2's own HDF5 files list them. A variable no top-level layer owns
+    (a subclassed model's own `add_weight`) keeps its variable name.
+    """
+    named: dict[str, Any] = {}
+    for name, _, w in _layer_weights(model):
+        named.setdefault(name, w)
+    return named
+
+
+def keras2_positions(model: Any) -> dict[str, str]:
+    """``<layer>/<weight>`` -> position key (see `_layer_weights`), stored with an artifact."""
+    return {name: pos for name, pos, _ in _layer_weights(model)}
+
+
+def position_renames(model: Any, saved_positions: Mapping[str, str]) -> dict[str, str]:
+    """Saved ``<layer>/<weight>`` -> the name of the variable at the same place in `model`.
+
+    Empty unless `model` is Keras 2 and the artifact recorded its positions. Only names that
+    differ are listed: a rebuilt model whose auto-generated layer names moved on (``dense``
+    saved, ``dense_3`` now) still takes the right values, as Keras 2's own (topological)
+    `load_weights` does.
+    """
+    if not saved_positions or keras2_package(model) is None:
+        return {}
+    here = {pos: name for name, pos, _ in _layer_weights(model)}
+    return {saved: here[pos] for saved, pos in saved_positions.items()
+            if pos in here and here[pos] != saved}
+
+
+def artifact_meta(model: Any) -> dict[str, Any]:
+    """What restoring a Keras 2 model's artifact needs besides its files, or {} for others.
+
+    The package to load it with (``tf_keras``, or ``keras`` 2.x), and its variables' positions
+    (see position_renames).
+    """
+    package = keras2_package(model)
+    if package is None:
+        return {}
+    return {"keras_package": package.__name__, "keras2_positions": keras2_positions(model)}
+
+
+def legacy_keras_requested() -> bool:
+    """True when ``TF_USE_LEGACY_KERAS`` asks TensorFlow 2.16+ for Keras 2 as `tf.keras`."""
+    return os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes")
