@@ -90,8 +90,10 @@ def test_keras2_kind_and_variable_names():
     assert sub.kind == KERAS2 and "subclassed (TinyNet2)" in sub.detail
 
 
-@pytest.mark.parametrize("fmt_name,by_name", [("h5", {}), ("weights_h5", {"strict": True,
-                                                                           "skip_mismatched": True})])
+BY_NAME_CASES = [("h5", {}), ("weights_h5", {"skip_mismatched": True})]
+
+
+@pytest.mark.parametrize("fmt_name,by_name", BY_NAME_CASES)
 def test_by_name_load_that_skips_a_renamed_layer_is_reported(fmt_name, by_name, tmp_path):
     """Keras 2's load_weights(by_name=True) silently skips renamed layers: the report names them."""
     persist = Persist(FORMATS[fmt_name](), tmp_path=tmp_path, options=CheckOptions(golden=False))
