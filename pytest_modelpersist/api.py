@@ -103,7 +103,7 @@ class Persist:
         if reason:
             pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
         key = None
-        if self._cache is not None and info.kind in ("keras", "tf.Module", "tf1-graph"):
+        if self._cache is not None and info.kind in ("keras", "keras2", "tf.Module", "tf1-graph"):
             from .cache import fingerprint
 
             with self._step("fingerprint the model for the artifact cache", None, info):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .formats.base import Artifact
-from .models import GraphModel, as_input_list, describe, read_values
+from .models import KERAS_KINDS, GraphModel, as_input_list, describe, read_values
 
 
 def _architecture(model: Any) -> str:
@@ -28,9 +28,9 @@ def _architecture(model: Any) -> str:
         return "graph:" + hashlib.sha256(graph_def).hexdigest() + ":" + ",".join(
             model.input_names + model.output_names)
     info = describe(model)
-    if info.kind == "keras":
+    if info.kind in KERAS_KINDS:
         try:
-            return "keras:" + model.to_json()
+            return f"{info.kind}:" + model.to_json()
         except Exception:  # a subclassed model without get_config: identity only
             pass
     return f"object:{type(model).__module__}.{type(model).__qualname__}:{id(model)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pytest_modelpersist import GraphModel
 from pytest_modelpersist._tf import import_keras, import_tensorflow
@@ -69,6 +70,13 @@ def weight_path(v: Any) -> str:
 def keras_major() -> int:
     """The major version of the Keras that `import_keras()` gives (2 on TF 2.15, else 3)."""
     return int(import_keras().__version__.split(".")[0])
+
+
+def keras3_only(behaviour: str) -> None:
+    """Skip the calling test where `import keras` is Keras 2 (TF <= 2.15): it tests
+    `behaviour`, which Keras 3 has and Keras 2 does not."""
+    if keras_major() == 2:
+        pytest.skip(f"Keras 3 only: {behaviour} (keras here is {import_keras().__version__})")
 
 
 def randomize(model: Any, seed: int = 7) -> Any:
