@@ -12,6 +12,8 @@ import pytest
 from pytest_modelpersist import interface
 from pytest_modelpersist.interface.diff import diff
 
+import model_zoo
+
 
 def _scorer(tf: Any, *, arg: str = "x", dtype: Any = None, extra_op: bool = False,
             in_dtype: Any = None) -> Any:
@@ -172,6 +174,7 @@ def test_custom_layer_class_is_part_of_the_interface() -> None:
 
 def test_checkpoint_interfaces_list_variable_keys(tmp_path: Path) -> None:
     tf = pytest.importorskip("tensorflow")
+    model_zoo.keras3_only("Keras 3's object paths in checkpoint keys (model/_operations/1/)")
     model = _keras_model()
     prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
     doc = interface.extract("tf_checkpoint", prefix)
