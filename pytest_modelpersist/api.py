@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from . import compat
+from . import compat, golden_check
 from . import golden as golden_files
-from . import golden_check
 from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison, compare_outputs, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
