@@ -204,10 +204,14 @@ class Persist:
         settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
         golden_sidecar = None
         if self._golden is not None and settings.golden:
+            if not self._golden.update:  # a changed interface explains changed outputs: first
+                self._check_interface(artifact, name)
             # The golden is the original model's output; every format item shares it.
             golden_sidecar = self._assert_golden(expected, name, inputs, settings,
                                                  what="the original model's outputs",
                                                  seen="original outputs")
+            if self._golden.update:  # after: the sidecar exists now
+                self._check_interface(artifact, name)
         result = CheckResult(self.format, artifact, [], expected, [], [])
         # A conversion declares its own default tolerances in its artifact (a quantized model
         # is not float-exact): they apply to its restored outputs, over the ini table and
@@ -361,6 +365,32 @@ class Persist:
             inputs_crc=(golden_files.inputs_checksum(as_input_list(inputs))
                         if inputs is not None else None),
             guard=lambda action, path: self._step(action, path, None), reuse=reuse)
+
+    def _check_interface(self, artifact: Artifact, name: str | None) -> None:
+        """The artifact's interface against the one its golden records (interface_golden)."""
+        __tracebackhide__ = True
+        from .interface_golden import check_artifact
+
+        if self._golden is not None:
+            check_artifact(self._golden, self._golden.sidecar(name), artifact, label=self.format)
+
+    def check_training(self, model: Any, data: Any, *, build: Callable[[], Any] | None = None,
+                       steps: int = 2, **options: Any) -> Any:
+        """Train `model` `steps` steps, save it in the current format, restore it, train both
+        `steps` more and fail unless they agree exactly: weights, optimizer slots and
+        iterations, preprocessing state, compile configuration, losses and metrics.
+
+        `data` is an ``(x, y)`` pair or a batched tf.data.Dataset. Options: `batch_size`,
+        `rtol`, `atol`, and `save=`/`load=` to check your own checkpoint code. Skipped for
+        formats that cannot hold training state. Returns the TrainingReport.
+        """
+        __tracebackhide__ = True
+        from .training import check_in_test
+
+        self._saves += 1
+        directory = self._tmp_path / "persist" / self.format / f"training-{self._saves}"
+        return check_in_test(self.format, model, data, directory=directory, build=build,
+                             steps=steps, safe_mode=self._options.safe_mode, **options)
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -294,8 +294,10 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     arrays_path = atomic_write(sidecar.parent / f"{stem}.npz",
                                lambda fh: np.savez(fh, **members), rename_to=content_addressed)
     previous = None
+    interfaces = None  # per-format interfaces (interface_golden) outlive an outputs update
     with contextlib.suppress(GoldenError):
-        previous = read_sidecar(sidecar).get("arrays")
+        old = read_sidecar(sidecar)
+        previous, interfaces = old.get("arrays"), old.get("interfaces")
     doc = {
         "golden_format": FORMAT_VERSION,
         "test": test,
@@ -305,6 +307,8 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
         "outputs": {n: {**summary(a), "crc32": crcs[n]} for n, a in zip(names, arrays,
                                                                          strict=True)},
     }
+    if isinstance(interfaces, dict):
+        doc["interfaces"] = interfaces
     text = dumps_readable(doc)
     atomic_write(sidecar, lambda fh: fh.write(text.encode()))
     # The old arrays go only if the old sidecar named this golden's own content-addressed file:

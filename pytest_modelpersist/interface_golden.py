@@ -20,7 +20,6 @@ xdist workers at once) and written atomically.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -36,9 +35,13 @@ Lock = Callable[[Path], AbstractContextManager[Any]]
 
 def _read(sidecar: Path) -> dict[str, Any] | None:
     """The sidecar's JSON, or None when absent or unreadable (the outputs golden reports that)."""
-    try:
-        doc = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from .golden import GoldenError, read_sidecar
+
+    if not sidecar.exists():
+        return None
+    try:  # bounded, regular files only (golden_paths.read_sidecar)
+        doc = read_sidecar(sidecar)
+    except GoldenError:
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -92,3 +95,21 @@ def check_interface(sidecar: Path, fmt: str, current: Mapping[str, Any] | None, 
         + f"\nto accept the new interface: {update_command}",
         pytrace=False,
     )
+
+
+def check_artifact(target: Any, sidecar: Path, artifact: Any, *, label: str = "") -> None:
+    """Check (or record) the interface of a saved `artifact` in the golden `sidecar` of the
+    test `target` (a GoldenTarget: its `update` flag, `update_command()` and `events`)."""
+    __tracebackhide__ = True
+    from .golden import golden_lock
+
+    try:
+        current = interface.of_artifact(artifact)
+    except ValueError as exc:  # the extractors' "cannot read this file as that format"
+        pytest.fail(f"[{label or artifact.format}] reading the interface of {artifact.path} "
+                    f"failed: {exc}", pytrace=False)
+    event = check_interface(sidecar, artifact.format, current, update=target.update,
+                            update_command=target.update_command(), lock=golden_lock,
+                            label=label)
+    if event is not None:
+        target.events.append(("updated", str(sidecar)))

@@ -77,3 +77,96 @@ def test_nothing_to_compare(tmp_path: Path) -> None:
     broken.write_text("{not json")
     assert check(broken, "pb", OLD, update=True) is None
     assert broken.read_text() == "{not json"
+
+
+def test_outputs_update_keeps_the_interfaces(tmp_path: Path) -> None:
+    import numpy as np
+
+    from pytest_modelpersist import golden
+
+    path = tmp_path / "t.golden.json"
+    golden.write_golden(path, [np.zeros(2, np.float32)], names=["output_0"], test="t",
+                        inputs_crc=None)
+    assert check(path, "pb", OLD, update=True) == "recorded"
+    golden.write_golden(path, [np.ones(2, np.float32)], names=["output_0"], test="t",
+                        inputs_crc=None)
+    assert json.loads(path.read_text())["interfaces"] == {"pb": OLD}
+    assert golden.read_golden(path).arrays[0].tolist() == [1.0, 1.0]
+
+
+# ---- through the plugin: two runs of a test whose model changed in between -----------------
+
+SCORER_TEST = '''
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ARG, IN_DTYPE, EXTRA_OP = {arg!r}, tf.{in_dtype}, {extra_op!r}
+
+
+class Scorer(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(tf.ones([4, 1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], IN_DTYPE, name=ARG)])
+    def __call__(self, x):
+        y = tf.sigmoid(tf.matmul(tf.cast(x, tf.float32), self.w))
+        return tf.maximum(y, 0.0) if EXTRA_OP else y
+
+
+@pytest.mark.persist(formats=["savedmodel", "pb"], loaders=["inprocess"])
+def test_scorer(persist):
+    persist.check(Scorer(), np.ones((2, 4), IN_DTYPE.as_numpy_dtype), build=Scorer)
+'''
+
+
+def write_scorer(pytester: pytest.Pytester, *, arg: str = "x", in_dtype: str = "float32",
+                 extra_op: bool = False) -> None:
+    pytester.makepyfile(test_scorer=SCORER_TEST.format(arg=arg, in_dtype=in_dtype,
+                                                       extra_op=extra_op))
+
+
+@pytest.mark.parametrize(("change", "lines"), [
+    ({"arg": "inputs"}, ["  serving_default: input 'x' renamed to 'inputs'",
+                         "  graph: input 'x:0' renamed to 'inputs:0'"]),
+    ({"in_dtype": "float64"}, ["  serving_default: input 'x' dtype float32 -> float64"]),
+    ({"extra_op": True}, ["  ops added: Maximum"]),
+])
+def test_interface_change_between_two_runs_fails(pytester: pytest.Pytester, change: Any,
+                                                  lines: list[str]) -> None:
+    write_scorer(pytester)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=2)
+    sidecar = pytester.path / "goldens" / "test_scorer" / "test_scorer.golden.json"
+    recorded = json.loads(sidecar.read_text())["interfaces"]
+    assert sorted(recorded) == ["pb", "savedmodel"]
+    assert recorded["savedmodel"]["signatures"]["serving_default"]["inputs"]["x"]["dtype"] == (
+        "float32")
+    write_scorer(pytester, **change)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*[[]savedmodel[]] the savedmodel artifact's interface "
+                                 "differs from the one recorded in the golden*"])
+    for line in lines:
+        assert line in result.stdout.lines, result.stdout.str()
+    result.stdout.fnmatch_lines(['*to accept the new interface: pytest "test_scorer.py::'
+                                 'test_scorer[[]savedmodel[]]" --update-golden*'])
+
+
+def test_update_accepts_and_old_sidecars_pass(pytester: pytest.Pytester) -> None:
+    write_scorer(pytester)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=2)
+    sidecar = pytester.path / "goldens" / "test_scorer" / "test_scorer.golden.json"
+    doc = json.loads(sidecar.read_text())
+    del doc["interfaces"]  # a sidecar recorded before interfaces existed
+    sidecar.write_text(json.dumps(doc))
+    write_scorer(pytester, arg="inputs")
+    pytester.runpytest().assert_outcomes(passed=2)
+    assert "interfaces" not in json.loads(sidecar.read_text())
+    pytester.runpytest("--update-golden").assert_outcomes(passed=2)
+    recorded = json.loads(sidecar.read_text())["interfaces"]
+    assert list(recorded["savedmodel"]["signatures"]["serving_default"]["inputs"]) == ["inputs"]
+    write_scorer(pytester, arg="renamed_again")
+    pytester.runpytest().assert_outcomes(failed=2)
+    pytester.runpytest("--update-golden").assert_outcomes(passed=2)
+    pytester.runpytest().assert_outcomes(passed=2)

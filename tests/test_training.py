@@ -186,3 +186,43 @@ def test_calls_that_cannot_run(data: Any, tmp_path: Path) -> None:
         run("tf_checkpoint", build(), data, tmp_path, build_fn=None)
     with pytest.raises(KeyError, match="a frozen graph holds constants only"):
         format_io("pb", build=build)
+
+
+TRAINING_TEST = '''
+import keras
+import numpy as np
+import pytest
+
+
+def build():
+    inputs = keras.Input((4,), name="x")
+    h = keras.layers.Dense(8, activation="relu", name="dense")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="probs")(h))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+    return model
+
+
+@pytest.mark.persist(formats=["keras", "h5", "savedmodel"], loaders=["inprocess"])
+def test_resume(persist):
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(3).standard_normal((32, 4)).astype("float32")
+    report = persist.check_training(build(), (x, (x[:, :1] > 0).astype("float32")),
+                                    build=build)
+    assert report.losses[0] == report.losses[1]
+'''
+
+
+def test_check_training_through_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_resume=TRAINING_TEST)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*[[]h5[]] training did not resume from *model.h5 (keras.models.load_model"
+        "(compile=True) of legacy HDF5):",
+        "*optimizer variables missing from the restored model: "
+        "optimizer/dense_kernel_momentum, *",
+        "*note: Keras 3's legacy HDF5 loader brings back the optimizer's iteration count and "
+        "learning rate only*",
+        "*SKIPPED*[[]savedmodel[]] a SavedModel holds a serving graph and the model's "
+        "variables, not the optimizer's state*",
+    ])
