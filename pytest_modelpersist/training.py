@@ -157,7 +157,12 @@ def ready_for_training(restored: Any, original: Any, first: Batch, notes: list[s
         else:
             notes.append("build() returned an uncompiled model: compiled it with the "
                          "original's configuration")
-        restored.compile_from_config(original.get_compile_config())
+        config = dict(original.get_compile_config() or {})
+        # The optimizer object itself, not the config's copy: Keras 3's legacy HDF5 save pops
+        # "optimizer" from the live model's compile config (keras/src/legacy/saving/
+        # saving_utils.py), and compile_from_config then picks RMSprop.
+        config["optimizer"] = import_keras().optimizers.serialize(original.optimizer)
+        restored.compile_from_config(config)
     if len(restored.variables) < len(original.variables):
         restored(first[0], training=False)  # a subclassed build() may create them lazily
     if not restored.optimizer.built:
@@ -208,9 +213,8 @@ def continued_problems(original: Any, restored: Any, batches: Sequence[Batch], *
     try:
         theirs = _train(restored, batches, seed)
     except Exception as exc:  # the library refusing to train the restore is the finding
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return [f"the restored model cannot train: {type(exc).__name__}: {first}"], [
-            [log["loss"] for log in ours], []]
+        return [f"the restored model cannot train: {type(exc).__name__}: {_first_line(exc)}"
+                ], [[log["loss"] for log in ours], []]
     found = _log_problems(ours, theirs, first_step, rtol, atol)
     for label, pairs in (("weights", pair_variables(original.variables, restored.variables)[0]),
                          ("optimizer variables", pair_variables(
@@ -222,6 +226,11 @@ def continued_problems(original: Any, restored: Any, batches: Sequence[Batch], *
     if found:
         found.insert(0, f"after {len(batches)} more steps on both (uninterrupted vs restored):")
     return found, [[log["loss"] for log in ours], [log["loss"] for log in theirs]]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 Saver = Callable[[Any, Path], Path]
@@ -260,7 +269,13 @@ def check_training(model: Any, data: Any, *, fmt: str, directory: Path, save: Sa
             ready_for_training(target, model, batches[0], report.notes, holds_compile=False)
             return target
 
-        restored = load(path, prepare)
+        try:
+            restored = load(path, prepare)
+        except (ValueError, KeyError, OSError, tf.errors.OpError) as exc:
+            # TensorFlow and Keras refuse a checkpoint that does not fit with these types.
+            report.problems.append(f"the restore failed: {type(exc).__name__}: "
+                                   f"{_first_line(exc)}")
+            return report
         report.problems += ready_for_training(restored, model, batches[0], report.notes,
                                               holds_compile=holds_compile)
         report.problems += state_problems(model, restored, rtol=rtol, atol=atol,

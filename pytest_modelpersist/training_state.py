@@ -141,16 +141,28 @@ def preprocessing_problems(original: Any, restored: Any) -> list[str]:
     return problems
 
 
+def _plain(value: Any) -> Any:
+    """A serialized plain function (``{"class_name": "function", "config":
+    "binary_crossentropy"}``, how legacy HDF5 stores a loss given by name) as its name."""
+    if isinstance(value, Mapping):
+        if value.get("class_name") == "function" and isinstance(value.get("config"), str):
+            return value["config"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def compile_summary(model: Any) -> dict[str, Any]:
     """Loss, metrics and optimizer class and hyper-parameters (not its auto-generated name)."""
     config = dict(model.get_compile_config() or {})
     optimizer = model.optimizer
     opt_config = {k: v for k, v in optimizer.get_config().items() if k != "name"}
     return {
-        "loss": config.get("loss"),
-        "loss_weights": config.get("loss_weights"),
-        "metrics": config.get("metrics"),
-        "weighted_metrics": config.get("weighted_metrics"),
+        "loss": _plain(config.get("loss")),
+        "loss_weights": _plain(config.get("loss_weights")),
+        "metrics": _plain(config.get("metrics")),
+        "weighted_metrics": _plain(config.get("weighted_metrics")),
         "optimizer": type(optimizer).__name__,
         **{f"optimizer.{k}": v for k, v in opt_config.items()},
     }

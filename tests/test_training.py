@@ -226,3 +226,29 @@ def test_check_training_through_the_fixture(pytester: pytest.Pytester) -> None:
         "*SKIPPED*[[]savedmodel[]] a SavedModel holds a serving graph and the model's "
         "variables, not the optimizer's state*",
     ])
+
+
+def test_legacy_h5_save_drops_the_optimizer_of_a_later_keras_file(data: Any,
+                                                                   tmp_path: Path) -> None:
+    """Keras 3's legacy HDF5 save pops "optimizer" from the live model's compile config
+    (keras/src/legacy/saving/saving_utils.py): a .keras file saved afterwards restores with
+    Keras' default optimizer."""
+    keras.utils.set_random_seed(1)
+    model = build()
+    model.save(str(tmp_path / "first.h5"))
+    (tmp_path / "k").mkdir()
+    report = run("keras", model, data, tmp_path / "k")
+    assert not report.ok
+    assert any(p.startswith("compile configuration differs: optimizer 'Adam' -> 'RMSprop'")
+               for p in report.problems), report.text()
+
+
+def test_a_restore_that_raises_is_reported(data: Any, tmp_path: Path) -> None:
+    def wider() -> Any:
+        inputs = keras.Input((4,), name="x")
+        h = keras.layers.Dense(16, activation="relu", name="dense")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(1, name="probs")(h))
+
+    keras.utils.set_random_seed(1)
+    report = run("tf_checkpoint", build(), data, tmp_path, build_fn=wider)
+    assert report.problems[0].startswith("the restore failed: ValueError: "), report.text()
