@@ -224,7 +224,8 @@ def continued_problems(original: Any, restored: Any, batches: Sequence[Batch], *
         if wrong:
             found.append(f"{label} differ: {', '.join(wrong)}")
     if found:
-        found.insert(0, f"after {len(batches)} more steps on both (uninterrupted vs restored):")
+        found = [f"after {len(batches)} more steps on both (uninterrupted vs restored):"] + [
+            f"  {line}" for line in found]
     return found, [[log["loss"] for log in ours], [log["loss"] for log in theirs]]
 
 
