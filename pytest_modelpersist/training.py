@@ -121,13 +121,19 @@ def _all_variables(model: Any) -> list[Any]:
 
 @contextlib.contextmanager
 def put_back(model: Any) -> Iterator[None]:
-    """Give every variable of `model` (weights, optimizer, metrics) its value back afterwards."""
+    """Give every variable of `model` (weights, optimizer, metrics) its value back afterwards,
+    and Python's and NumPy's global random states (the training steps seed them)."""
+    import random
+
     saved = [(v, v.numpy()) for v in _all_variables(model)]
+    states = random.getstate(), np.random.get_state()
     try:
         yield
     finally:
         for v, value in saved:
             v.assign(value)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
 
 
 def require_compiled(model: Any) -> None:
