@@ -112,4 +112,6 @@ def check_artifact(target: Any, sidecar: Path, artifact: Any, *, label: str = ""
                             update_command=target.update_command(), lock=golden_lock,
                             label=label)
     if event is not None:
-        target.events.append(("updated", str(sidecar)))
+        # "recorded" for a first interface: with the golden an item of this run just recorded
+        # it counts once (the summary keeps one entry per event and file).
+        target.events.append((event, str(sidecar)))

@@ -140,7 +140,7 @@ def require_compiled(model: Any) -> None:
     keras = import_keras()
     if not isinstance(model, keras.Model):
         raise TrainingCheckError(
-            f"check_training trains Keras models (compile + train_on_batch); got "
+            f"check_training trains Keras 3 models (compile + train_on_batch); got "
             f"{type(model).__name__}")
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
         raise TrainingCheckError("check_training needs a compiled model: call "
