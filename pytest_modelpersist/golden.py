@@ -212,7 +212,10 @@ def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> lis
             raise _refuse(path, "holds object arrays, refused (it would need unpickling, "
                                 "which can run code)") from None
         raise _refuse(path, f"unreadable arrays ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, NotImplementedError,
+            zlib.error) as exc:
+        # NotImplementedError: zipfile on a member whose (damaged) header names an unknown
+        # compression method.
         raise _refuse(path, f"corrupt or truncated arrays file ({type(exc).__name__}: {exc})"
                       ) from None
     return arrays

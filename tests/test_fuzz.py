@@ -377,3 +377,22 @@ def test_mutated_saved_model_and_meta_protos_never_crash_or_hang_25_examples(fmt
     assert summary["examples"] >= SAVED_EXAMPLES, summary
     assert summary["refused (screen)"] > 0 and summary["other"] == 0, summary
     print(f"{fmt} proto fuzz:", summary)
+
+
+@pytest.mark.parametrize("method", [99, 8])  # 99: unknown to zipfile; 8: deflate on raw bytes
+def test_arrays_member_with_a_damaged_compression_method_is_refused(written_golden, method):
+    """Found by the fuzz above: a flipped compression-method field made zipfile raise
+    NotImplementedError (or zlib.error), which escaped read_golden as a crash."""
+    sidecar, _, good_sidecar, good_arrays = written_golden
+    arrays_path = sidecar.parent / json.loads(good_sidecar)["arrays"]
+    damaged = bytearray(good_arrays)
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local, central
+        start = damaged.find(signature)
+        while start != -1:
+            damaged[start + offset:start + offset + 2] = method.to_bytes(2, "little")
+            start = damaged.find(signature, start + 4)
+    try:
+        arrays_path.write_bytes(bytes(damaged))
+        assert _read_is_refused_or_exact(sidecar, []) == "refused"
+    finally:
+        arrays_path.write_bytes(good_arrays)
