@@ -55,11 +55,6 @@ test-conversions: venv
 	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider \
 		--persist-formats=tflite,tflite_dynamic,onnx
 
-## The example project through the conversion formats (TFLite, quantized TFLite, ONNX).
-test-conversions: venv
-	cd example_project && ../$(PY) -m pytest -q -p no:cacheprovider \
-		--persist-formats=tflite,tflite_dynamic,onnx
-
 lint: venv
 	$(PY) -m ruff check pytest_modelpersist tests
 	$(PY) -m mypy pytest_modelpersist
