@@ -155,5 +155,6 @@ def lossy_hint(artifact: Artifact, rtol: Any, atol: Any) -> str:
     if asked:
         text += (f", and this check asked for {asked}: a lossy conversion compared at "
                  "float tolerances fails by design. Drop the explicit tolerance, or "
-                 "compare decisions (agreement='argmax', max_mismatch_fraction=...)")
+                 "compare decisions (pytest_modelpersist.decision.judge_outputs: "
+                 "agreement='argmax', max_mismatch_fraction=...)")
     return text + "."
