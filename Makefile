@@ -40,9 +40,10 @@ define run_suites
 	cd example_project && ../$(1) -m pytest -q -p no:cacheprovider
 endef
 
-## The plugin's tests and the example project on TF 2.21. The TF 2.15.1 leg (test-tf215) joins
-## `test` once it is green there (README: Keras 2 and the TensorFlow versions).
-test: test-tf221
+## The plugin's tests and the example project on TF 2.21, then the example project through the
+## conversion formats. The TF 2.15.1 leg (test-tf215) joins `test` once it is green there
+## (README: Keras 2 and the TensorFlow versions).
+test: test-tf221 test-conversions
 
 test-tf221: venv
 	$(call run_suites,$(PY))
