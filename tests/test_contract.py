@@ -25,6 +25,8 @@ from pytest_modelpersist.restore.options import (
     parse_restore_options,
 )
 
+from toy_format import TOY_CONFTEST
+
 BUILTIN_OPTIONS = {
     "ckpt": INTO_MODEL | {"checkpoint"},
     "tf_checkpoint": INTO_MODEL,
@@ -256,31 +258,7 @@ def test_data_errors_raised_by_a_library_are_expected():
 
 # ---- third-party formats through pytest -----------------------------------------------------
 
-TOY = textwrap.dedent(
-    """
-    import json
-    from pytest_modelpersist import Artifact, BaseFormat, Restored
-
-    class Doubler:
-        def __init__(self, k):
-            self.k = k
-        def __call__(self, x):
-            return x * self.k
-
-    class Toy(BaseFormat):
-        name = "toy"
-        kinds = frozenset({"other"})
-
-        def save(self, model, directory, *, inputs):
-            path = directory / "model.json"
-            path.write_text(json.dumps({"k": model.k}))
-            return Artifact(self.name, path, directory, "other")
-
-        def restore(self, artifact, options):
-            model = Doubler(json.loads(artifact.path.read_text())["k"])
-            return Restored(artifact, model, lambda args: [args[0] * model.k], how="json")
-    """
-)
+TOY = TOY_CONFTEST  # defines Doubler and JsonFormat (name 'toy_json')
 
 
 def test_third_party_format_missing_restore_fails_at_registration_naming_it(pytester):
@@ -316,7 +294,7 @@ def test_third_party_format_missing_restore_fails_at_registration_naming_it(pyte
 def test_third_party_restore_bug_keeps_its_traceback(pytester):
     pytester.makeconftest(TOY + textwrap.dedent(
         """
-        class Buggy(Toy):
+        class Buggy(JsonFormat):
             name = "buggy"
 
             def restore(self, artifact, options):
@@ -324,7 +302,7 @@ def test_third_party_restore_bug_keeps_its_traceback(pytester):
                 return config.k  # the bug
 
         def pytest_modelpersist_register_formats(registry):
-            registry.register(Toy())
+            registry.register(JsonFormat())
             registry.register(Buggy())
         """
     ))
@@ -332,7 +310,7 @@ def test_third_party_restore_bug_keeps_its_traceback(pytester):
         "import numpy as np\nfrom conftest import Doubler\n\n"
         "def test_toy(persist):\n    persist.check(Doubler(3), np.arange(4.0), golden=False)\n"
     )
-    result = pytester.runpytest("--persist-formats=toy,buggy")
+    result = pytester.runpytest("--persist-formats=toy_json,buggy")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*return config.k  # the bug*",
@@ -347,7 +325,7 @@ def test_third_party_persist_failure_is_a_clean_failure(pytester):
         """
         from pytest_modelpersist import PersistFailure
 
-        class Refusing(Toy):
+        class Refusing(JsonFormat):
             name = "refusing"
 
             def restore(self, artifact, options):
