@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,16 +16,18 @@ import pytest
 from . import compat, golden_check
 from . import golden as golden_files
 from ._session_run import run_timeout, with_run_timeout
-from .compare import ArrayComparison, compare_outputs, tolerance_for
+from .compare import EXACT, ArrayComparison, compare_outputs, dtype_name, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
-from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
+from .models import Inputs, ModelInfo, as_input_list, describe, run
+from .nest import align, flat_arrays, present, structure_of
 from .report import mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
+from .tables import fingerprints as table_fingerprints
 
 
 @dataclass
@@ -35,8 +37,8 @@ class CheckResult:
     format: str
     artifact: Artifact
     restored: list[Restored]
-    expected: list[np.ndarray]
-    actual: list[list[np.ndarray]]
+    expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
+    actual: list[Any]  # per restore, the same
     comparisons: list[list[ArrayComparison]]
 
 
@@ -106,7 +108,8 @@ class Persist:
             from .cache import fingerprint
 
             with self._step("fingerprint the model for the artifact cache", None, info):
-                key = fingerprint(model, inputs) + repr(sorted(options.items()))
+                key = (fingerprint(model, inputs) + repr(sorted(options.items()))
+                       + repr(structure_of(inputs)))  # dict vs list inputs: another io map
             cached = self._cache.lookup(self.format, key)
             if cached is not None:
                 record(self._node, "artifact_bytes", cached.bytes)
@@ -119,6 +122,11 @@ class Persist:
         with self._step("save", directory, info), timed(self._node, "save"):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
             artifact.meta.update(compat.artifact_meta(model))  # Keras 2: its package, positions
+            if inputs is not None:  # how to rebuild the input nest from its leaves
+                artifact.meta.setdefault("input_structure", structure_of(inputs))
+            held = table_fingerprints(model)
+            if held:  # lookup tables are state too: a restore must bring them back
+                artifact.meta.setdefault("tables", held)
             artifact.write_manifest()
         record(self._node, "artifact_bytes", artifact.bytes)
         if key is not None and self._cache is not None:
@@ -134,9 +142,16 @@ class Persist:
         the files did not fill fails the test, named. `loader` (default: this item's) picks
         where: ``inprocess``, ``subprocess`` (a fresh interpreter without the test's code) or
         ``capi`` (TensorFlow's C API, no tensorflow package).
+
+        Files the plugin did not write (a training run's Saver directory, a frozen graph)
+        have no manifest: name the format and the graph's tensors instead,
+        ``persist.restore(dir, format="ckpt", inputs=["x:0"], outputs=["add:0"])``.
         """
         __tracebackhide__ = True
-        if not isinstance(artifact, Artifact):
+        foreign = {k: options.pop(k) for k in ("format", "inputs", "outputs") if k in options}
+        if foreign:
+            artifact = self._adopt(artifact, **foreign)
+        elif not isinstance(artifact, Artifact):
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
             self._check_manifest(artifact)
@@ -163,6 +178,7 @@ class Persist:
               run_timeout(timeout)):
             restored = self._fmt.restore(artifact, options)
         restored.runner = with_run_timeout(restored.runner, timeout)
+        self._account_tables(artifact, restored)
         if restored.report is not None and not restored.report.complete:
             pytest.fail(
                 f"[{self.format}] restore of {artifact.path} ({restored.how}) was incomplete: "
@@ -212,7 +228,7 @@ class Persist:
                                                  seen="original outputs")
             if self._golden.update:  # after: the sidecar exists now
                 self._check_interface(artifact, name)
-        result = CheckResult(self.format, artifact, [], expected, [], [])
+        result = CheckResult(self.format, artifact, [], present(expected), [], [])
         # A conversion declares its own default tolerances in its artifact (a quantized model
         # is not float-exact): they apply to its restored outputs, over the ini table and
         # under the explicit rtol/atol of the call or marker.
@@ -221,11 +237,12 @@ class Persist:
             restored = self._restore(artifact, attempt)
             with self._step("run the restored model", artifact.path, info), timed(self._node,
                                                                                   "run"):
-                actual = restored(inputs)
-            comparisons = compare_outputs(expected, actual, table=settings.table,
-                                          rtol=settings.rtol, atol=settings.atol,
-                                          exact=settings.exact)
-            record_comparisons(self._node, expected, actual, comparisons)
+                actual = restored.outputs(inputs)
+            # Outputs are paired by path (``logits``, ``heads/1/score``), never by position.
+            exp_named, act_named = named_leaves(expected), named_leaves(actual)
+            comparisons = compare_by_path(exp_named, act_named, settings)
+            record_comparisons(self._node, [exp_named.get(c.name) for c in comparisons],
+                               [act_named.get(c.name) for c in comparisons], comparisons)
             text = mismatch_report(
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
@@ -238,7 +255,7 @@ class Persist:
                                     what=f"the outputs restored via {restored.how} "
                                          f"from {artifact.path}")
             result.restored.append(restored)
-            result.actual.append(actual)
+            result.actual.append(present(actual))
             result.comparisons.append(comparisons)
         return result
 
@@ -320,7 +337,8 @@ class Persist:
                             lambda args: loaders.run_with_capi(
                                 artifact, args, timeout=timeout,
                                 safe_mode=options.safe_mode),
-                            how="TensorFlow's C API in a process without the tensorflow package")
+                            how="TensorFlow's C API in a process without the tensorflow package",
+                            takes_nest=True)
         return Restored(
             artifact, None,
             lambda args: loaders.run_in_subprocess(
@@ -328,6 +346,7 @@ class Persist:
                 sys_path=self._options.subprocess_path,
                 imports=self._options.subprocess_imports),
             how="a fresh Python interpreter without the test's code (python -I)",
+            takes_nest=True,
         )
 
     # ---- goldens ---------------------------------------------------------------------------
@@ -352,16 +371,17 @@ class Persist:
         __tracebackhide__ = True
         if self._golden is None:
             pytest.fail("goldens are not available here (no test item)", pytrace=False)
-        actual = as_output_list(outputs)
+        named = named_leaves(outputs)  # goldens go by output path, never by position
 
         def compare(stored: golden_files.Golden) -> list[ArrayComparison]:
-            return compare_outputs(stored.arrays, actual, table=options.table, rtol=options.rtol,
-                                   atol=options.atol, exact=options.exact,
-                                   names=stored.names if len(stored.names) >= len(actual)
-                                   else None)
+            stored_names = (stored.names if len(stored.names) == len(stored.arrays) else
+                            [f"output_{i}" for i in range(len(stored.arrays))])
+            return compare_by_path(dict(zip(stored_names, stored.arrays, strict=True)), named,
+                                   options)
 
         return golden_check.check(
-            self._golden, actual, name=name, compare=compare, what=what, seen=seen,
+            self._golden, list(named.values()), names=list(named), name=name, compare=compare,
+            what=what, seen=seen,
             inputs_crc=(golden_files.inputs_checksum(as_input_list(inputs))
                         if inputs is not None else None),
             guard=lambda action, path: self._step(action, path, None), reuse=reuse)
@@ -413,6 +433,52 @@ class Persist:
             pytest.fail(f"[{self.format}] the manifest {where} names {artifact.path}, outside "
                         "the artifact's directory: refused", pytrace=False)
 
+    def _adopt(self, where: Artifact | str | Path, *, format: str | None = None,
+               inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> Artifact:
+        """An Artifact for files without a manifest: a directory (or file) of `format`."""
+        __tracebackhide__ = True
+        if isinstance(where, Artifact) or format is None or not outputs:
+            pytest.fail(f"[{self.format}] format=, inputs= and outputs= describe files the "
+                        "plugin did not write: pass their directory (or file), format= and at "
+                        "least outputs= (tensor names such as 'add:0')", pytrace=False)
+        if format != self.format:
+            pytest.fail(f"[{self.format}] this test item restores {self.format!r} files, not "
+                        f"{format!r}: narrow the test with @pytest.mark.persist(formats="
+                        f"[{format!r}])", pytrace=False)
+        path = Path(where)
+        directory = path if path.is_dir() else path.parent
+        if format == "pb" and path.is_dir():
+            found = sorted(path.glob("*.pb"))
+            if len(found) != 1:
+                pytest.fail(f"[pb] {path} holds {len(found)} .pb files; pass the file itself",
+                            pytrace=False)
+            path = found[0]
+        elif format == "ckpt":
+            path = directory / "model"
+        kind = "tf.Module" if format == "savedmodel" else "tf1-graph"
+        return Artifact(format, path, directory, kind,
+                        {"inputs": list(inputs), "outputs": list(outputs), "foreign": True})
+
+    def _account_tables(self, artifact: Artifact, restored: Restored) -> None:
+        """Lookup tables that did not come back: in the report, or a failure of their own."""
+        __tracebackhide__ = True
+        saved = artifact.meta.get("tables")
+        if not saved or restored.model is None:
+            return
+        from .tables import accountable, unrestored_tables
+
+        if not accountable(restored.model):  # a loaded SavedModel: its outputs tell
+            return
+        with self._step("compare the restored lookup tables", artifact.path, None):
+            problems = unrestored_tables(restored.model, saved)
+        if not problems:
+            return
+        if restored.report is not None:
+            restored.report.missing.extend(f"{p} (not restored)" for p in problems)
+            return
+        pytest.fail(f"[{self.format}] restore of {artifact.path} ({restored.how}) did not "
+                    f"bring back: {'; '.join(problems)}", pytrace=False)
+
     def _accepts_safe_mode(self) -> bool:
         import inspect
 
@@ -460,3 +526,29 @@ class Persist:
                 message += "\nlooking at the files: " + "; ".join(notes)
         if message is not None:  # no chained library traceback under the message
             raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def named_leaves(outputs: Any) -> dict[str, np.ndarray]:
+    """Path -> numpy array of any outputs (a nest, tensors, composites)."""
+    names, arrays = flat_arrays(outputs)
+    return dict(zip(names, arrays, strict=True))
+
+
+def compare_by_path(expected: Mapping[str, Any], actual: Mapping[str, Any],
+                    options: CheckOptions) -> list[ArrayComparison]:
+    """Compare two path -> array mappings; a path only one side has is a problem of its own."""
+    pairs = align(expected, actual)
+    comparisons = compare_outputs(pairs.expected, pairs.actual, table=options.table,
+                                  rtol=options.rtol, atol=options.atol, exact=options.exact,
+                                  names=pairs.names)
+    for side, names, values in (("expected", pairs.only_expected, expected),
+                                ("actual", pairs.only_actual, actual)):
+        for name in names:
+            arr = np.asarray(values[name])
+            shape, dtype = tuple(arr.shape), dtype_name(arr.dtype)
+            result = ArrayComparison(name, shape, shape, dtype, dtype, EXACT)
+            result.problem = (f"only the {side} side has this output (expected "
+                              f"{', '.join(expected) or 'none'}; got "
+                              f"{', '.join(actual) or 'none'})")
+            comparisons.append(result)
+    return comparisons

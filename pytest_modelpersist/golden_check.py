@@ -55,7 +55,8 @@ class GoldenTarget:
 
 def check(target: GoldenTarget, outputs: Sequence[np.ndarray], *, name: str | None,
           inputs_crc: str | None, compare: Compare, guard: Guard, what: str,
-          seen: str = "outputs", reuse: bool = False) -> Path:
+          seen: str = "outputs", reuse: bool = False, names: Sequence[str] | None = None
+          ) -> Path:
     """Compare `outputs` with the golden `name` of `target`; record or update it if asked.
 
     `what` names the outputs in a mismatch title ("the original model's outputs"), `seen` in
@@ -69,7 +70,8 @@ def check(target: GoldenTarget, outputs: Sequence[np.ndarray], *, name: str | No
                     "assert_golden() call of one test its own name=", pytrace=False)
     target.used.add(sidecar)
     label = f"[{target.label}] " if target.label else ""
-    names = [f"output_{i}" for i in range(len(outputs))]
+    # Each array is stored under its output path (``output_0``, ``horizon_7d``, ``a/1/b``).
+    names = list(names) if names is not None else [f"output_{i}" for i in range(len(outputs))]
     lock: AbstractContextManager[Any] = contextlib.nullcontext()
     if target.update:
         with guard("lock golden", sidecar):

@@ -102,34 +102,31 @@ class GraphModel:
             self.session.run(ops, feed_dict=feeds)
 
     def __call__(self, inputs: Inputs = None) -> list[np.ndarray]:
-        feeds = dict(zip(self.input_names, as_input_list(inputs), strict=True))
+        """Run the graph: the input nest's leaves (flatten order) feed `inputs` in order."""
         from ._session_run import session_run  # under the persist timeout, interruptible
+        from .nest import as_array, flatten
 
-        return [np.asarray(v) for v in session_run(self.session, self.output_names, feeds)]
+        leaves = [] if inputs is None else flatten(inputs)
+        if len(leaves) != len(self.input_names):
+            raise ValueError(f"the graph takes {len(self.input_names)} inputs "
+                             f"({', '.join(self.input_names)}), got {len(leaves)}")
+        feeds = dict(zip(self.input_names, leaves, strict=True))
+        outs = session_run(self.session, self.output_names, feeds)
+        return [as_array(v, name) for v, name in zip(outs, self.output_names, strict=True)]
 
 
 def as_input_list(inputs: Inputs) -> list[np.ndarray]:
-    """Normalize inputs to a list of positional arrays (None -> no inputs)."""
-    if inputs is None:
-        return []
-    if isinstance(inputs, Mapping):
-        raise TypeError("pass inputs as an array or a list of arrays (positional), not a dict")
-    if isinstance(inputs, (list, tuple)):
-        return [np.asarray(x) for x in inputs]
-    return [np.asarray(inputs)]
+    """The leaves of an input nest as arrays, in flatten order (None -> no inputs)."""
+    from .nest import as_array, flatten
+
+    return [] if inputs is None else [as_array(x, "input") for x in flatten(inputs)]
 
 
 def as_output_list(outputs: Any) -> list[np.ndarray]:
-    """Flatten a model's outputs (tensor, list, tuple or dict) to a list of numpy arrays.
+    """The leaves of a model's outputs (any nest) as numpy arrays, in flatten order."""
+    from .nest import flat_arrays
 
-    Dicts are ordered by key in natural order (output_2 before output_10), which is how
-    SavedModel signatures name positional outputs.
-    """
-    if isinstance(outputs, Mapping):
-        return [np.asarray(outputs[k]) for k in sorted(outputs, key=natural_key)]
-    if isinstance(outputs, (list, tuple)):
-        return [np.asarray(o) for o in outputs]
-    return [np.asarray(outputs)]
+    return flat_arrays(outputs)[1]
 
 
 def signature_order(keys: Iterable[str], meta: Mapping[str, Any], side: str) -> list[str]:
@@ -170,8 +167,10 @@ def describe(model: Any) -> ModelInfo:
     if isinstance(model, keras.Model):
         if isinstance(model, keras.Sequential):
             sub = "Sequential"
-        elif getattr(model, "_is_graph_network", False) or type(model).__name__ == "Functional":
-            sub = "Functional"
+        elif _is_functional(model):
+            # A Functional subclass (keras-hub backbones) is built from inputs/outputs too.
+            sub = "Functional" if type(model).__name__ == "Functional" else (
+                f"Functional ({type(model).__name__})")
         else:
             sub = f"subclassed ({type(model).__name__})"
         return ModelInfo(KERAS, f"Keras {sub} model")
@@ -188,57 +187,71 @@ def _tf_loaded_or_model_from_tf(model: Any) -> bool:
     return "tensorflow" in sys.modules or "keras" in sys.modules
 
 
-def run(model: Any, inputs: Inputs) -> list[np.ndarray]:
-    """Run any model kind on `inputs`; returns its outputs as a list of numpy arrays."""
-    args = as_input_list(inputs)
+def _is_functional(model: Any) -> bool:
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # another Keras layout: its own flag
+        return bool(getattr(model, "_is_graph_network", False))
+    return isinstance(model, Functional) and not isinstance(model, _keras_sequential())
+
+
+def _keras_sequential() -> Any:
+    import keras
+
+    return keras.Sequential
+
+
+def run(model: Any, inputs: Inputs) -> Any:
+    """Run any model kind on the input nest; returns its outputs, a nest of numpy arrays.
+
+    Keras models take the nest as given; a tf.Module (any callable) takes a list or tuple as
+    positional arguments and a dict as keyword arguments; a GraphModel feeds the leaves.
+    """
+    from .nest import to_numpy
+    from .nest_tf import call_model, feedable
+
     if isinstance(model, GraphModel):
-        return model(args)
+        return model(inputs)
     info = describe(model)
-    if info.kind in KERAS_KINDS:
-        out = model(args if len(args) > 1 else args[0], training=False)
-    elif callable(model):
-        out = model(*args)
-    else:
+    if info.kind not in KERAS_KINDS and not callable(model):
         raise TypeError(f"{info.detail} is not callable on inputs")
-    return as_output_list(_to_numpy(out))
-
-
-def _to_numpy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _to_numpy(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_to_numpy(v) for v in x]
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    return to_numpy(call_model(model, feedable(inputs), keras_model=info.kind in KERAS_KINDS))
 
 
 def input_specs(inputs: Inputs) -> list[Any]:
-    """`tf.TensorSpec`s for positional inputs, with a free batch dimension."""
-    tf = import_tensorflow()
-    specs = []
-    for i, x in enumerate(as_input_list(inputs)):
-        shape = [None, *x.shape[1:]] if x.ndim else []
-        specs.append(tf.TensorSpec(shape, tf.as_dtype(x.dtype), name=f"x{i}" if i else "x"))
-    return specs
+    """One named `tf.TensorSpec` per input leaf, with a free batch dimension."""
+    from .nest_tf import input_specs as specs
+
+    return specs(inputs)
+
+
+def serving(model: Any, inputs: Inputs) -> Any:
+    """(ConcreteFunction, IOMap) of the model on inputs like `inputs` (nest_tf.serving_function)."""
+    from .nest_tf import serving_function
+
+    info = describe(model)
+    if info.kind == MODULE and not hasattr(model.__call__, "get_concrete_function"):
+        raise TypeError(f"{info}: __call__ must be a tf.function (with an input_signature)")
+    return serving_function(model, inputs, keras_model=info.kind in KERAS_KINDS)
+
+
+def graph_io(model: GraphModel) -> Any:
+    """The io map of a TF1 graph model: its inputs and outputs as flat lists, in order."""
+    from .nest_tf import IOMap, IOSide, safe_names
+
+    def side(tensors: Sequence[str], prefix: str, names: list[str]) -> IOSide:
+        structure = {"type": "list", "items": [{"type": "leaf"} for _ in tensors]}
+        paths = [f"{prefix}_{i}" for i in range(len(tensors))]
+        return IOSide(structure, paths, names, list(tensors))
+
+    ins, outs = model.input_names, model.output_names
+    return IOMap(side(ins, "input", safe_names([t.split(":")[0] for t in ins])),
+                 side(outs, "output", [f"output_{i}" for i in range(len(outs))]))
 
 
 def concrete_function(model: Any, inputs: Inputs) -> Any:
     """A ConcreteFunction computing the model (Keras or tf.Module) on inputs like `inputs`."""
-    tf = import_tensorflow()
-    info = describe(model)
-    if info.kind == MODULE:
-        fn = model.__call__
-        if hasattr(fn, "input_signature") and fn.input_signature is not None:
-            return fn.get_concrete_function()
-        if hasattr(fn, "get_concrete_function"):
-            return fn.get_concrete_function(*input_specs(inputs))
-        raise TypeError(f"{info}: __call__ must be a tf.function (with an input_signature)")
-    specs = input_specs(inputs)
-
-    @tf.function(input_signature=specs, autograph=False)
-    def serve(*args: Any) -> Any:
-        return model(list(args) if len(args) > 1 else args[0], training=False)
-
-    return serve.get_concrete_function()
+    return serving(model, inputs)[0]
 
 
 def function_outputs(fn: Any) -> list[Any]:
@@ -275,10 +288,28 @@ def module_variables(module: Any) -> dict[str, Any]:
     """tf.Module variables by attribute path (``dense/w``), stable across rebuilt modules."""
     tf = import_tensorflow()
     named: dict[str, Any] = {}
+
+    def is_variable(v: Any) -> bool:  # Keras 3 variables (a wrapped Keras model) count too
+        return isinstance(v, tf.Variable) or isinstance(getattr(v, "_value", None), tf.Variable)
+
     try:
-        pairs = module._flatten(predicate=lambda v: isinstance(v, tf.Variable), with_path=True)
-        for path, v in pairs:
-            named.setdefault("/".join(str(p) for p in path), v)
+        pairs = module._flatten(predicate=is_variable, with_path=True)
+        # A variable reachable by two paths (self.w and self.params[0]) is one variable:
+        # counted, perturbed and restored once, under its shortest path.
+        by_var: dict[int, tuple[int, int, str, Any]] = {}
+        for order, (path, v) in enumerate(pairs):
+            key, name = id(tf_variable(v)), "/".join(str(p) for p in path)
+            if key not in by_var or len(path) < by_var[key][0]:
+                by_var[key] = (len(path), by_var.get(key, (0, order))[1], name, v)
+        for _, _, name, v in sorted(by_var.values(), key=lambda e: e[1]):
+            named.setdefault(name, v)
+        # A Keras model held by the module: tf.Module does not look inside it (a Keras 3
+        # model is no tf.Module), so its variables come by their .weights.h5 paths.
+        for path, layer in _keras_parts(module):
+            for name, v in keras_variables(layer).items():
+                if id(tf_variable(v)) not in by_var:
+                    by_var[id(tf_variable(v))] = (0, 0, name, v)
+                    named.setdefault(f"{path}/{name}", v)
     except (AttributeError, TypeError):  # fall back to variable names, made unique
         for v in module.variables:
             base = name = v.name.split(":")[0]
@@ -287,6 +318,19 @@ def module_variables(module: Any) -> dict[str, Any]:
                 name, n = f"{base}_{n}", n + 1
             named[name] = v
     return named
+
+
+def _keras_parts(module: Any) -> list[tuple[str, Any]]:
+    """(attribute path, Keras layer or model) of the Keras objects a tf.Module holds."""
+    if "keras" not in __import__("sys").modules:
+        return []
+    import keras
+
+    try:
+        found = module._flatten(predicate=lambda v: isinstance(v, keras.Layer), with_path=True)
+        return [("/".join(str(p) for p in path), layer) for path, layer in found]
+    except (AttributeError, TypeError):
+        return []
 
 
 def keras_variables(model: Any) -> dict[str, Any]:

@@ -209,6 +209,19 @@ def _build(spec: Mapping[str, Any], it: Any) -> Any:
     return tuple(items) if kind == "tuple" else items
 
 
+def present(outputs: Any) -> Any:
+    """How a restored model hands outputs back: a lone array or a flat list as a list of
+    arrays (as before nests), any other structure (dict, nested, namedtuple) as it is."""
+    if outputs is None:
+        return []
+    kids = _children(outputs)
+    if kids is None:
+        return [outputs]
+    if type(outputs) in (list, tuple) and all(_children(v) is None for _, v in kids):
+        return list(outputs)
+    return outputs
+
+
 def named_leaves(nest: Any, prefix: str = OUTPUT) -> dict[str, Any]:
     """Path name -> leaf, in flatten order."""
     return dict(zip(leaf_paths(nest, prefix), flatten(nest), strict=True))

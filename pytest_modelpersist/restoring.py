@@ -112,8 +112,10 @@ def checkpoint_variables(prefix: str, *, source: str | None = None,
     keys: dict[str, str] = {}  # entry name -> checkpoint key
     aliases: dict[str, tuple[str, ...]] = {}
     full_names: dict[str, str] = {}
+    other_paths: dict[str, tuple[str, ...]] = {}
     if OBJECT_GRAPH_KEY in shapes:
         full_names = _checkpoint_full_names(reader)
+        other_paths = _checkpoint_object_paths(reader)
     grouped: dict[str, list[str]] = {}
     for key in sorted(shapes):
         if key == OBJECT_GRAPH_KEY:
@@ -124,6 +126,10 @@ def checkpoint_variables(prefix: str, *, source: str | None = None,
             grouped.setdefault(full, []).append(key)
             continue
         keys[path] = key
+        if other_paths.get(key):
+            # The same variable by its other object paths: a trained model's kernel is saved
+            # under the optimizer's list (the first path found), a fresh model has no optimizer.
+            aliases[path] = tuple(p for p in other_paths[key] if p != path)
     for full, group in grouped.items():
         # One variable appears once per list (`variables/3`, `_all_variables/0`); two keys in
         # the same list are two variables sharing a name: those stay apart, by object path.
@@ -154,6 +160,36 @@ def _checkpoint_full_names(reader: Any) -> dict[str, str]:
         return {}
     return {attr.checkpoint_key: attr.full_name for node in graph.nodes
             for attr in node.attributes if attr.full_name}
+
+
+def _checkpoint_object_paths(reader: Any, most: int = 8) -> dict[str, tuple[str, ...]]:
+    """Object-based checkpoint key -> every object path (up to `most`) of the value's object.
+
+    TensorFlow names a value by the first path breadth first; the object graph keeps the
+    others (a variable tracked by a layer and by an optimizer).
+    """
+    from collections import deque
+
+    try:
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    except Exception:  # an unreadable object graph: entries keep their first path
+        return {}
+    paths: dict[int, list[str]] = {0: [""]}
+    queue = deque([(0, "")])  # each path of a node is expanded once, breadth first
+    while queue:
+        node_id, path = queue.popleft()
+        for child in graph.nodes[node_id].children:
+            known = paths.setdefault(child.node_id, [])
+            local = _escape(child.local_name)
+            child_path = f"{path}/{local}" if path else local
+            if len(known) < most and child_path not in known:
+                known.append(child_path)
+                queue.append((child.node_id, child_path))
+    return {attr.checkpoint_key: tuple(paths.get(i, ())) for i, node in enumerate(graph.nodes)
+            for attr in node.attributes}
 
 
 def h5_layer_weight_names(layer_name: str, weight_paths: Sequence[str]) -> list[str]:
@@ -417,15 +453,17 @@ def _check_var_map(target: TargetVariables, saved: SavedVariables, lookup: dict[
             raise RestoreMapError(f"var_map keys are names in {saved.source}, not "
                                   f"{type(key).__name__} ({key!r})")
         if key.endswith("/"):
-            if key not in saved_prefixes:
+            if key == "/":  # init_from_checkpoint's root form: every saved name
+                key = ""
+            if key and key not in saved_prefixes:
                 raise RestoreMapError(
                     f"var_map prefix {key!r} matches no name in {saved.source}; closest saved "
                     f"prefixes: {_suggest(key, saved_prefixes, saved_prefixes)}")
             if not isinstance(value, str) or (value and not value.endswith("/")):
                 raise RestoreMapError(
-                    f"var_map prefix {key!r} must map to a prefix ending in '/' (or ''), "
-                    f"not {value!r}")
-            prefixes[key] = value
+                    f"var_map prefix {key or '/'!r} must map to a prefix ending in '/' (or "
+                    f"''), not {value!r}")
+            prefixes[key] = "" if value == "/" else value
             continue
         if key not in lookup:
             raise RestoreMapError(
@@ -619,7 +657,7 @@ def restore_variables(
         def runner(args: list[np.ndarray]) -> list[np.ndarray]:
             raise TypeError("the restore target is a collection of variables, not a model: "
                             "read the variables instead of calling the restored object")
-    return Restored(artifact, target, runner, report, how=how)
+    return Restored(artifact, target, runner, report, how=how, takes_nest=True)
 
 
 def restore_target(fmt: str, artifact: Artifact, options: RestoreOptions) -> Any:
@@ -640,10 +678,16 @@ def ensure_built(model: Any, artifact: Artifact) -> None:
     if describe(model).kind not in KERAS_KINDS or (getattr(model, "built", True)
                                                     and model.variables):
         return
-    zeros = [np.zeros([1 if d is None else d for d in s["shape"]], s["dtype"])
-             for s in artifact.meta.get("input_specs", [])]
+    from .nest import pack
+    from .nest_tf import call_model, feedable
+
+    specs = artifact.meta.get("input_specs", [])
+    zeros = [np.zeros([1 if d is None else d for d in s["shape"]],
+                      "S1" if s["dtype"] == "string" else s["dtype"]) for s in specs]
+    structure = artifact.meta.get("input_structure")
     if zeros:
-        model(zeros if len(zeros) > 1 else zeros[0], training=False)
+        inputs = pack(structure, zeros) if structure else zeros
+        call_model(model, feedable(inputs), keras_model=True)
 
 
 def restore_into_rebuilt(fmt: str, artifact: Artifact, options: RestoreOptions,
@@ -669,4 +713,5 @@ def restore_into_rebuilt(fmt: str, artifact: Artifact, options: RestoreOptions,
             report.restored = [n for n in named if n not in report.skipped]
         report.restored = [n for n in report.restored if n not in left]
         report.missing.extend(f"{n} (value unchanged by the restore)" for n in left)
-    return Restored(artifact, target, lambda args: run(target, args), report, how=how)
+    return Restored(artifact, target, lambda args: run(target, args), report, how=how,
+                    takes_nest=True)

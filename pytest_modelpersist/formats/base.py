@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,21 +98,47 @@ class Artifact:
 
 @dataclass
 class Restored:
-    """A model brought back from files: call it on inputs to get a list of numpy outputs."""
+    """A model brought back from files: call it on inputs to get its numpy outputs.
+
+    `runner` takes a list of the input arrays (the leaves of the input nest, in flatten order)
+    and returns the outputs, a list of arrays or any nest of them; with ``takes_nest=True`` it
+    takes the input nest itself, as the original model did (an array, a list, a dict ...).
+    Called, a Restored returns the outputs' nest, except that a lone array or a flat list of
+    arrays comes back as a list (``(probs,) = restored(x)``).
+    """
 
     artifact: Artifact
     model: Any
-    runner: Callable[[list[np.ndarray]], list[np.ndarray]]
+    runner: Callable[[Any], Any]
     report: RestoreReport | None = None
     how: str = ""
     #: For converted models: runs them on inputs and returns every intermediate tensor by
     #: name (what divergence.explain_tflite matches to Keras layers), or None.
     intermediates: Callable[[list[np.ndarray]], dict[str, np.ndarray]] | None = None
+    takes_nest: bool = False
 
-    def __call__(self, inputs: Inputs = None) -> list[np.ndarray]:
+    def outputs(self, inputs: Inputs = None) -> Any:
+        """The outputs in the model's own structure (a lone array stays an array)."""
         from ..models import as_input_list
 
-        return self.runner(as_input_list(inputs))
+        return self.runner(inputs if self.takes_nest else as_input_list(inputs))
+
+    def __call__(self, inputs: Inputs = None) -> Any:
+        from ..nest import present
+
+        return present(self.outputs(inputs))
+
+
+def pack_outputs(artifact: Artifact, flat: Sequence[Any]) -> Any:
+    """Flat outputs (a graph's fetches, in path order) in the structure the manifest records."""
+    from ..nest import as_array, pack
+    from ..nest_tf import IOMap
+
+    io = IOMap.from_meta(artifact.meta)
+    if io is None:  # an artifact of an older version: a flat list
+        return [as_array(v) for v in flat]
+    return pack(io.outputs.structure, [as_array(v, p) for v, p in zip(flat, io.outputs.paths,
+                                                                        strict=True)])
 
 
 @runtime_checkable
@@ -264,7 +290,11 @@ class BaseFormat:
         the `example` inputs (what a loader, or a rebuild of a subclassed model, needs)."""
         from ..models import input_specs
 
-        specs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name}
+        # Shapes as plain ints or None: under `disable_v2_tensorshape` a shape holds Dimension
+        # objects, which JSON cannot hold.
+        specs = [{"name": s.name, "shape": [None if d is None else int(d)
+                                            for d in s.shape.as_list()],
+                  "dtype": "string" if s.dtype.name == "string" else s.dtype.name}
                  for s in input_specs(example)]
         return Artifact(self.name, directory / main, directory, info.kind,
                         {**meta, "input_specs": specs})

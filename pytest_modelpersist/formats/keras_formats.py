@@ -72,7 +72,7 @@ class _KerasModelFormat(_KerasFormat):
         if options.by_name:
             raise needs_target(self.name)
         model = load_keras_model(artifact, safe_mode=options.safe_mode)
-        return Restored(artifact, model, lambda args: run(model, args),
+        return Restored(artifact, model, lambda args: run(model, args), takes_nest=True,
                         how="keras.models.load_model" + ("" if options.safe_mode else " (unsafe)"))
 
     def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:

@@ -21,12 +21,14 @@ from ..errors import ArtifactError, RestoreOptionError
 from ..models import (
     GraphModel,
     Inputs,
-    concrete_function,
     describe,
     function_outputs,
+    graph_io,
+    serving,
     tf_variable,
     variables,
 )
+from ..nest_tf import IOMap, tensors_by_path
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
     Pair,
@@ -35,24 +37,28 @@ from ..restoring import (
     checkpoint_variables,
     restore_variables,
 )
-from .base import Artifact, BaseFormat, Restored
+from ..tables import graph_table, table_captures
+from .base import Artifact, BaseFormat, Restored, pack_outputs
 from .pb.saved import screen_meta_graph
 
 PREFIX = "model"
 
 
-def graph_model_from_function(model: Any, inputs: Inputs) -> tuple[GraphModel, dict[str, Any]]:
+def graph_model_from_function(model: Any, inputs: Inputs
+                              ) -> tuple[GraphModel, dict[str, Any], IOMap]:
     """Trace a Keras model or tf.Module into a fresh TF1 graph + session, same weights.
 
-    Returns the graph model and its variables by the original model's variable names.
+    Returns the graph model, its variables by the original model's variable names, and the io
+    map (which placeholder and output tensor is which input and output path).
 
     Variables become graph variables named by their paths; the input placeholders are
     ``x:0`` (``x1:0`` ...) and the outputs ``output_0:0`` ... so a loader needs no model code.
     """
     tf = import_tensorflow()
-    fn = concrete_function(model, inputs)
+    fn, io = serving(model, inputs)
     named = variables(model)
     by_handle = {id(tf_variable(v).handle): name for name, v in named.items()}
+    tables = table_captures(model)
     fgraph = fn.graph
     captured = {id(internal): external for external, internal in fgraph.captures}
     arg_placeholders = [t for t in fgraph.inputs if id(t) not in captured]
@@ -69,26 +75,36 @@ def graph_model_from_function(model: Any, inputs: Inputs) -> tuple[GraphModel, d
         input_map: dict[str, Any] = {}
         for external, internal in fgraph.captures:
             name = by_handle.get(id(external))
-            if name is None:  # a captured constant, not a variable
-                input_map[internal.name] = tf.constant(external.numpy())
-            else:
+            if name is not None:
                 input_map[internal.name] = graph_vars[name].handle
+            elif id(external) in tables:  # a lookup table: its contents as graph constants
+                input_map[internal.name] = graph_table(*tables[id(external)]).resource_handle
+            elif external.dtype == tf.resource:  # no value to copy
+                raise NotImplementedError(
+                    f"the model's function captures the resource {internal.name!r}, which is "
+                    "not one of its variables; the ckpt format cannot trace it into a graph")
+            else:  # a captured constant
+                input_map[internal.name] = tf.constant(external.numpy())
         placeholders = []
         for i, ph in enumerate(arg_placeholders):
             new = tf.compat.v1.placeholder(ph.dtype, ph.shape, name="x" if i == 0 else f"x{i}")
             placeholders.append(new)
             input_map[ph.name] = new
+        # Output tensors per output path (output_<i> is the i-th path of the io map).
+        returned = tensors_by_path(io, function_outputs(fn))
         outs = tf.graph_util.import_graph_def(
             fgraph.as_graph_def(), input_map=input_map,
-            return_elements=[t.name for t in function_outputs(fn)], name="model",
+            return_elements=[t.name for t in returned], name="model",
         )
         outputs = [tf.identity(t, name=f"output_{i}") for i, t in enumerate(outs)]
-        init = tf.compat.v1.variables_initializer(list(graph_vars.values()))
+        init = [tf.compat.v1.variables_initializer(list(graph_vars.values())),
+                tf.compat.v1.tables_initializer()]
     session = tf.compat.v1.Session(graph=graph)
     session.run(init)
     graph_model = GraphModel(session, inputs=placeholders, outputs=outputs)
     graph_model.load_values([(var, named[n].numpy()) for n, var in graph_vars.items()])
-    return graph_model, graph_vars
+    io.inputs.tensors, io.outputs.tensors = graph_model.input_names, graph_model.output_names
+    return graph_model, graph_vars, io
 
 
 class CkptFormat(BaseFormat):
@@ -109,9 +125,10 @@ class CkptFormat(BaseFormat):
         info = describe(model)
         owned = not isinstance(model, GraphModel)
         if owned:
-            graph_model, var_list = graph_model_from_function(model, inputs)
+            graph_model, var_list, io = graph_model_from_function(model, inputs)
         else:
             graph_model, var_list = model, variables(model)
+            io = graph_io(model)
         try:
             with graph_model.graph.as_default():
                 saver = tf.compat.v1.train.Saver(var_list=var_list, save_relative_paths=True,
@@ -129,7 +146,7 @@ class CkptFormat(BaseFormat):
         return self.new_artifact(
             directory, PREFIX, info, inputs, prefix=Path(prefix).name,
             inputs=graph_model.input_names, outputs=graph_model.output_names,
-            variables=list(var_list), steps=sorted(steps),
+            variables=list(var_list), steps=sorted(steps), io=io.to_json(),
         )
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
@@ -173,10 +190,14 @@ class CkptFormat(BaseFormat):
                 raise ArtifactError(f"{meta} holds no variables to restore")
             session = tf.compat.v1.Session(graph=graph)
             saver.restore(session, prefix)
+            tables = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.TABLE_INITIALIZERS)
+            if tables:  # lookup tables of a TF1 graph, filled by their init ops
+                session.run(tables)
         restored = GraphModel(session, inputs=artifact.meta["inputs"],
                               outputs=artifact.meta["outputs"])
         which = "" if Path(prefix).name == PREFIX else f" ({Path(prefix).name})"
-        return Restored(artifact, restored, restored,
+        return Restored(artifact, restored, lambda x: pack_outputs(artifact, restored(x)),
+                        takes_nest=True,
                         how=f"import_meta_graph + Saver.restore{which}")
 
     def restore_into(self, artifact: Artifact, options: RestoreOptions, prefix: str) -> Restored:

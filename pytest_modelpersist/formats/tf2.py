@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .._tf import import_tensorflow
+from .. import nest
+from .._tf import import_keras, import_tensorflow
 from ..errors import ArtifactError, first_lines
 from ..models import (
     GRAPH,
@@ -17,12 +18,15 @@ from ..models import (
     GraphModel,
     Inputs,
     RestoreReport,
-    concrete_function,
+    as_input_list,
     describe,
-    input_specs,
+    graph_io,
+    natural_key,
     run,
+    serving,
     signature_order,
 )
+from ..nest_tf import IOMap, Serving
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
     SavedVariables,
@@ -32,7 +36,7 @@ from ..restoring import (
     restore_variables,
     target_variables,
 )
-from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored
+from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
 from .pb.saved import screen_saved_model
 
 
@@ -88,25 +92,24 @@ class TFCheckpointFormat(BaseFormat):
                                      object_root=root)
 
         def fill(target: Any) -> RestoreReport:
-            report = RestoreReport()
-            # The same matching by object path names what TF's own messages do not: both
-            # sides of a shape mismatch, each missing variable by name.
+            # The same matching by object path names what TF's own messages do not: what was
+            # restored, each missing variable, both sides of a shape mismatch, and the file's
+            # entries nothing took (an optimizer's slots, say: reported, not failures).
             plan = plan_restore(target_variables(target, object_root=root), saved).report
+            report = RestoreReport(restored=list(plan.restored), missing=list(plan.missing),
+                                   unused=list(plan.unused), notes=list(plan.notes))
             if plan.mismatched:
-                report.mismatched, report.notes = plan.mismatched, plan.notes
+                report.mismatched = plan.mismatched
                 return report
             status = self._read(target, artifact)
             try:  # TF's own accounting: every variable of the target found in the file
                 status.assert_existing_objects_matched()
             except AssertionError as exc:
-                if plan.missing:
-                    report.missing, report.notes = plan.missing, plan.notes
-                else:
+                if not report.missing:  # something the matching by path did not see
                     report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
-            try:  # values the target did not take (an optimizer's slots, say): reported only
-                status.assert_consumed()
-            except AssertionError as exc:
-                report.unused.append(f"(tf.train.Checkpoint) {first_lines(exc, 2)}")
+                return report
+            if report.missing:  # TF matched them after all: the perturbation check decides
+                report.restored, report.missing = [], []
             return report
 
         how = "model.load_weights (TF checkpoint)" if root == "" else "tf.train.Checkpoint.read"
@@ -130,18 +133,28 @@ class SavedModelFormat(BaseFormat):
         path = directory / "saved_model"
         meta: dict[str, Any] = {}
         if info.kind == KERAS:
-            model.export(str(path), format="tf_saved_model", verbose=False,
-                         input_signature=input_specs(inputs))
+            # One argument per input leaf, named by its path, one output key per output path:
+            # the manifest's io map says which is which (never the order names sort in).
+            # Keras' ExportArchive tracks its variables so the TF1 loader (C API) finds them.
+            keras_serving = Serving(model, inputs, keras_model=True)
+            archive = import_keras().export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint("serve", keras_serving.fn, input_signature=keras_serving.specs)
+            archive.write_out(str(path), verbose=False)
+            io = keras_serving.io()
         elif info.kind == KERAS2:  # Keras 2's own SavedModel; its signature names by layer
             model.save(str(path), save_format="tf")
+            io = None
             meta = {"signature_inputs": list(getattr(model, "input_names", None) or []),
                     "signature_outputs": list(getattr(model, "output_names", None) or [])}
         elif info.kind == MODULE:
-            tf.saved_model.save(model, str(path), signatures=concrete_function(model, inputs))
+            fn, io = serving(model, inputs)
+            tf.saved_model.save(model, str(path), signatures={"serving_default": fn})
         else:
-            save_graph_savedmodel(model, path)
+            io = save_graph_savedmodel(model, path)
         return self.new_artifact(directory, "saved_model", info, inputs,
-                                 signature="serving_default", **meta)
+                                 signature="serving_default",
+                                 **({"io": io.to_json()} if io is not None else meta))
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Load the SavedModel and run its signature; or restore its variables by name.
@@ -164,54 +177,72 @@ class SavedModelFormat(BaseFormat):
             raise needs_target(self.name)
         key = artifact.meta.get("signature", "serving_default")
         screen_saved_model(artifact.path, fmt=self.name, allow=not options.safe_mode)
+        if not tf.executing_eagerly():  # a process that called disable_eager_execution()
+            return self.restore_in_session(artifact, key)
         loaded = tf.saved_model.load(str(artifact.path))
         try:
             signature = loaded.signatures[key]
         except KeyError:
             raise ArtifactError(f"{artifact.path} has no {key!r} signature; it has "
                                 f"{sorted(loaded.signatures)}") from None
-        run_signature = signature_runner(signature, key, artifact.meta)
+        arg_specs = signature.structured_input_signature[1]
+        io = IOMap.from_meta(artifact.meta)
+        # No io map (a Keras 2 export, an older artifact): the order the save recorded, else
+        # argument names in natural order.
+        names = io.inputs.names if io else signature_order(arg_specs, artifact.meta, "inputs")
+
+        def runner(inputs: Any) -> Any:
+            args = as_input_list(inputs)
+            if len(args) != len(names):
+                raise ValueError(f"signature {key!r} takes {names}, got {len(args)} inputs")
+            feeds = {n: tf.constant(a, dtype=arg_specs[n].dtype) for n, a in zip(names, args,
+                                                                                   strict=True)}
+            out = signature(**feeds)
+            if io is None:
+                return [nest.as_array(out[k], k)
+                        for k in signature_order(out, artifact.meta, "outputs")]
+            return pack_outputs(artifact, [out[k] for k in io.outputs.names])
+
         how = f"tf.saved_model.load + {key!r} signature"
         if artifact.model_kind != KERAS2:
-            return Restored(artifact, loaded, run_signature, how=how)
+            return Restored(artifact, loaded, runner, how=how, takes_nest=True)
         from .keras_formats import load_keras_model
 
         keras_model = load_keras_model(artifact)
 
-        def both(args: list[np.ndarray]) -> list[np.ndarray]:
-            by_signature = run_signature(args)
-            agree_or_raise(by_signature, run(keras_model, args), artifact)
+        def both(inputs: Any) -> Any:
+            by_signature = runner(inputs)
+            agree_or_raise(by_signature, nest.flat_arrays(run(keras_model, inputs))[1], artifact)
             return by_signature
 
-        return Restored(artifact, keras_model, both,
+        return Restored(artifact, keras_model, both, takes_nest=True,
                         how=f"{how}, and keras.models.load_model (outputs agree)")
+
+    def restore_in_session(self, artifact: Artifact, key: str) -> Restored:
+        """The TF1 loader (``tf.compat.v1.saved_model.load`` into a Session), run by the
+        signature's tensor names: what graph-mode code (eager execution disabled) does."""
+        tf = import_tensorflow()
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph)
+        with graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(artifact.path))
+        if key not in meta_graph.signature_def:
+            raise KeyError(f"{artifact.path} has no {key!r} signature; it has "
+                           f"{sorted(meta_graph.signature_def)}")
+        sig = meta_graph.signature_def[key]
+        io = IOMap.from_meta(artifact.meta)
+        in_keys = io.inputs.names if io else sorted(sig.inputs, key=natural_key)
+        out_keys = io.outputs.names if io else sorted(sig.outputs, key=natural_key)
+        model = GraphModel(session, inputs=[sig.inputs[k].name for k in in_keys],
+                           outputs=[sig.outputs[k].name for k in out_keys])
+        return Restored(artifact, model, lambda x: pack_outputs(artifact, model(x)),
+                        how=f"tf.compat.v1.saved_model.load + {key!r} signature (graph mode)",
+                        takes_nest=True)
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The SavedModel's variables by name (what `var_map` keys and `only` refer to)."""
         return checkpoint_variables(str(artifact.path / "variables" / "variables"),
                                     source=str(artifact.path), group_by_variable_name=True)
-
-
-def signature_runner(signature: Any, key: str, meta: dict[str, Any]) -> Any:
-    """Call a SavedModel signature on positional arrays; returns its outputs as a list.
-
-    Arguments and outputs are ordered as the model orders them when the save recorded that
-    (``signature_inputs``/``signature_outputs``: a Keras 2 model names them after its layers),
-    else by name in natural order (``output_0``, ``output_1``...).
-    """
-    tf = import_tensorflow()
-    arg_specs = signature.structured_input_signature[1]
-    names = signature_order(arg_specs, meta, "inputs")
-
-    def runner(args: list[np.ndarray]) -> list[np.ndarray]:
-        if len(args) != len(names):
-            raise ValueError(f"signature {key!r} takes {names}, got {len(args)} inputs")
-        feeds = {n: tf.constant(a, dtype=arg_specs[n].dtype) for n, a in zip(names, args,
-                                                                               strict=True)}
-        out = signature(**feeds)
-        return [out[k].numpy() for k in signature_order(out, meta, "outputs")]
-
-    return runner
 
 
 def agree_or_raise(by_signature: list[np.ndarray], by_keras: list[np.ndarray],
@@ -232,18 +263,27 @@ def agree_or_raise(by_signature: list[np.ndarray], by_keras: list[np.ndarray],
             f"abs difference {worst:.3g})")
 
 
-def save_graph_savedmodel(model: GraphModel, path: Path) -> None:
-    """TF1 SavedModelBuilder export of a graph model with a serving_default signature."""
+def save_graph_savedmodel(model: GraphModel, path: Path) -> IOMap:
+    """TF1 SavedModelBuilder export of a graph model with a serving_default signature.
+
+    Returns the io map: which signature input is which of the model's inputs, in order.
+    """
     tf = import_tensorflow()
     v1 = tf.compat.v1
+    io = graph_io(model)
     with model.graph.as_default():
-        inputs = {t.name.split(":")[0].replace("/", "_"): t
-                  for t in (model._tensor(i) for i in model.inputs)}
-        outputs = {f"output_{i}": model._tensor(o) for i, o in enumerate(model.outputs)}
+        inputs = dict(zip(io.inputs.names, (model._tensor(i) for i in model.inputs),
+                          strict=True))
+        outputs = dict(zip(io.outputs.names, (model._tensor(o) for o in model.outputs),
+                           strict=True))
         signature = v1.saved_model.signature_def_utils.predict_signature_def(inputs, outputs)
         builder = v1.saved_model.Builder(str(path))
+        # Lookup tables are filled by their initializers when the SavedModel loads.
+        tables = v1.get_collection(v1.GraphKeys.TABLE_INITIALIZERS)
         builder.add_meta_graph_and_variables(
             model.session, [v1.saved_model.tag_constants.SERVING],
             signature_def_map={"serving_default": signature}, strip_default_attrs=True,
+            main_op=v1.group(*tables) if tables else None,
         )
         builder.save()
+    return io

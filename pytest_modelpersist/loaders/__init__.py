@@ -48,11 +48,13 @@ def parse_loaders(spec: Any, source: str, *, error: type[Exception]) -> list[str
     return [n for n in LOADERS if n in names]
 
 
-def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
+def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
                       timeout: float = DEFAULT_TIMEOUT, options: dict[str, Any] | None = None,
-                      sys_path: Sequence[str] = (), imports: Sequence[str] = ()
-                      ) -> list[np.ndarray]:
+                      sys_path: Sequence[str] = (), imports: Sequence[str] = ()) -> Any:
     """Restore and run `artifact` with `fmt` in a fresh `python -I` process; its outputs.
+
+    The input nest crosses as its leaves (``.npz``) and its structure (JSON); the child sends
+    the outputs back the same way, so they come back in the model's own structure.
 
     LoaderError names the format, the artifact and the cause (exit status, crash signal,
     timeout, the child's last error line).
@@ -63,9 +65,15 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
     cls = type(fmt)
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
-        arrays: dict[str, Any] = {f"input_{i}": np.asarray(x) for i, x in enumerate(inputs)}
+        from ..nest import as_array, flatten, pack, structure_of
+
+        leaves = [] if inputs is None else flatten(inputs)
+        arrays: dict[str, Any] = {f"input_{i}": as_array(x, "input") for i, x in
+                                  enumerate(leaves)}
         np.savez(work / "inputs.npz", **arrays)
         request = {
+            "input_structure": None if inputs is None else structure_of(inputs),
+            "outputs_json": str(work / "outputs.json"),
             "artifact_dir": str(artifact.directory),
             "format_class": f"{cls.__module__}:{cls.__qualname__}",
             "inputs_npz": str(work / "inputs.npz"),
@@ -87,12 +95,13 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Sequence[np.ndarray], *,
             error.details = config_dump(proc.stderr)
             raise error
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
-            return [npz[f"output_{i}"] for i in range(len(npz.files))]
+            flat = [npz[f"output_{i}"] for i in range(len(npz.files))]
+        return pack(json.loads((work / "outputs.json").read_text()), flat)
 
 
-def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
-                  timeout: float = DEFAULT_TIMEOUT, safe_mode: bool = True) -> list[np.ndarray]:
-    """Run an artifact through TensorFlow's C API; its outputs.
+def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOUT,
+                  safe_mode: bool = True) -> Any:
+    """Run an artifact through TensorFlow's C API; its outputs (a nest, per the manifest).
 
     With ``safe_mode`` (the default) the graph is screened in this process first, as the
     in-process restore screens it (formats.pb): the C API would run whatever it holds.
@@ -100,13 +109,18 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
     Which C API call loads it follows from its files, whatever the format is called: a
     SavedModel directory (``saved_model.pb`` inside; fed and fetched through the signature
     named by ``meta["signature"]``, default ``serving_default``) or a GraphDef file (fed and
-    fetched by the tensor names in ``meta["inputs"]`` / ``meta["outputs"]``).
+    fetched by the tensor names in ``meta["inputs"]`` / ``meta["outputs"]``). Which argument,
+    output key or tensor each input and output path is comes from the manifest's io map.
     """
     import tempfile
 
-    from ..models import signature_order
+    from ..formats.base import pack_outputs
+    from ..models import as_input_list, signature_order
+    from ..nest_tf import IOMap
     from .capi import CapiLoaderError, run_capi, savedmodel_signature
 
+    io = IOMap.from_meta(artifact.meta)
+    inputs = as_input_list(inputs)
     path = Path(artifact.path)
     if (path / "saved_model.pb").is_file():
         try:
@@ -114,8 +128,12 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                 path, artifact.meta.get("signature", "serving_default"))
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
-        feeds_names = [sig_in[k] for k in signature_order(sig_in, artifact.meta, "inputs")]
-        fetches = [sig_out[k] for k in signature_order(sig_out, artifact.meta, "outputs")]
+        # No io map (a Keras 2 export, an older artifact): the order the save recorded, else
+        # names in natural order.
+        in_keys = io.inputs.names if io else signature_order(sig_in, artifact.meta, "inputs")
+        out_keys = io.outputs.names if io else signature_order(sig_out, artifact.meta, "outputs")
+        feeds_names = [sig_in[k] for k in in_keys]
+        fetches = [sig_out[k] for k in out_keys]
         kind = "savedmodel"
     elif path.is_file() and {"inputs", "outputs"} <= set(artifact.meta):
         feeds_names, fetches, kind = artifact.meta["inputs"], artifact.meta["outputs"], "pb"
@@ -130,10 +148,11 @@ def run_with_capi(artifact: Any, inputs: Sequence[np.ndarray], *,
                           f"({feeds_names}), got {len(inputs)}")
     with tempfile.TemporaryDirectory(prefix="modelpersist-capi-") as scratch:
         try:
-            return run_capi(kind, path, dict(zip(feeds_names, inputs, strict=True)), fetches,
+            flat = run_capi(kind, path, dict(zip(feeds_names, inputs, strict=True)), fetches,
                             workdir=scratch, timeout=timeout)
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
+    return pack_outputs(artifact, flat)
 
 
 def _screen(kind: str, path: Path, fmt: str) -> None:

@@ -74,8 +74,18 @@ _NP_TO_TF = {
     np.dtype(np.uint32): 22,  # TF_UINT32
     np.dtype(np.uint64): 23,  # TF_UINT64
 }
+try:  # bfloat16 as numpy sees it (TensorFlow's own dependency; no TensorFlow import)
+    import ml_dtypes
+
+    _NP_TO_TF[np.dtype(ml_dtypes.bfloat16)] = 14  # TF_BFLOAT16
+except ImportError:  # pragma: no cover - TensorFlow always brings it
+    pass
 _TF_TO_NP = {v: k for k, v in _NP_TO_TF.items()}
 _TF_TYPE_NAMES = {7: "TF_STRING", 14: "TF_BFLOAT16", 20: "TF_RESOURCE", 21: "TF_VARIANT"}
+TF_STRING = 7
+#: sizeof(TF_TString) (tensorflow/core/platform/ctstring_internal.h): a TF_STRING tensor's
+#: buffer is an array of these, filled and read with TF_StringInit/Copy/GetDataPointer/GetSize.
+TSTRING_SIZE = 24
 
 
 class RunnerError(Exception):
@@ -142,6 +152,10 @@ def _declare(lib):
         "TF_NumDims": ([vp], ctypes.c_int),
         "TF_Dim": ([vp, ctypes.c_int], ctypes.c_int64),
         "TF_TensorByteSize": ([vp], sz),
+        "TF_StringInit": ([vp], None),
+        "TF_StringCopy": ([vp, ctypes.c_char_p, sz], None),
+        "TF_StringGetDataPointer": ([vp], ctypes.c_void_p),
+        "TF_StringGetSize": ([vp], sz),
         "TF_SessionRun": (
             [
                 vp,  # session
@@ -203,8 +217,35 @@ def _resolve(lib, graph, name, what, path):
     return TF_Output(oper, index)
 
 
+def _string_tensor(lib, arr, name):
+    """A TF_STRING tensor of `arr` (bytes or str elements; str is encoded as UTF-8)."""
+    items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1)]
+    dims = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+    t = lib.TF_AllocateTensor(TF_STRING, dims, arr.ndim, TSTRING_SIZE * len(items))
+    if not t:
+        raise RunnerError(f"TF_AllocateTensor failed for string feed {name!r} ({arr.shape})")
+    base = lib.TF_TensorData(t)
+    for i, item in enumerate(items):
+        at = base + i * TSTRING_SIZE
+        lib.TF_StringInit(at)
+        lib.TF_StringCopy(at, item, len(item))
+    return t
+
+
+def _from_string_tensor(lib, t, shape):
+    base = lib.TF_TensorData(t)
+    n = int(np.prod(shape, dtype=np.int64))
+    items = []
+    for i in range(n):
+        at = base + i * TSTRING_SIZE
+        items.append(ctypes.string_at(lib.TF_StringGetDataPointer(at), lib.TF_StringGetSize(at)))
+    return np.array(items, dtype=bytes).reshape(shape) if n else np.zeros(shape, "S1")
+
+
 def _to_tensor(lib, arr, name):
     arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind in "SUO":
+        return _string_tensor(lib, arr, name)
     dt = _NP_TO_TF.get(arr.dtype)
     if dt is None:
         raise RunnerError(f"feed {name!r}: unsupported dtype {arr.dtype}", EXIT_USAGE)
@@ -219,6 +260,9 @@ def _to_tensor(lib, arr, name):
 
 def _from_tensor(lib, t, name):
     dt = lib.TF_TensorType(t)
+    if dt == TF_STRING:
+        shape = tuple(lib.TF_Dim(t, i) for i in range(lib.TF_NumDims(t)))
+        return _from_string_tensor(lib, t, shape)
     np_dt = _TF_TO_NP.get(dt)
     if np_dt is None:
         tname = _TF_TYPE_NAMES.get(dt, f"TF_DataType {dt}")

@@ -40,13 +40,18 @@ def main(request_path: str) -> int:
         found = getattr(found, part)
     fmt = found()
     artifact = Artifact.from_directory(request["artifact_dir"])
+    from pytest_modelpersist.nest import flat_arrays, pack, structure_of, to_numpy
+
     with np.load(request["inputs_npz"], allow_pickle=False) as npz:
-        inputs = [npz[f"input_{i}"] for i in range(len(npz.files))]
+        leaves = [npz[f"input_{i}"] for i in range(len(npz.files))]
+    structure = request.get("input_structure")
+    inputs = pack(structure, leaves) if structure else leaves
     try:
         options = parse_restore_options(fmt.name, fmt.restore_options,
                                         request.get("options", {}))
         restored = fmt.restore(artifact, options)
-        outputs = restored(inputs)
+        result = to_numpy(restored.outputs(inputs))
+        _, outputs = flat_arrays(result)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         print(f"{type(exc).__name__}: {' / '.join(lines[:8])}", file=sys.stderr)
@@ -54,6 +59,9 @@ def main(request_path: str) -> int:
             traceback.print_exc()
         return 3
     np.savez(request["outputs_npz"], **{f"output_{i}": o for i, o in enumerate(outputs)})
+    if request.get("outputs_json"):
+        with open(request["outputs_json"], "w") as fh:
+            json.dump(structure_of(result), fh)
     return 0
 
 
