@@ -10,19 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from . import compat, golden_check
 from . import golden as golden_files
 from ._session_run import run_timeout, with_run_timeout
-from .compare import EXACT, ArrayComparison, compare_outputs, dtype_name, tolerance_for
+from .compare import ArrayComparison, tolerance_for
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, as_input_list, describe, run
-from .nest import align, flat_arrays, present, structure_of
+from .nest import present, structure_of
+from .outputs import compare_by_path, foreign_artifact, missing_tables, named_leaves
 from .report import mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
@@ -433,44 +433,19 @@ class Persist:
             pytest.fail(f"[{self.format}] the manifest {where} names {artifact.path}, outside "
                         "the artifact's directory: refused", pytrace=False)
 
-    def _adopt(self, where: Artifact | str | Path, *, format: str | None = None,
-               inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> Artifact:
-        """An Artifact for files without a manifest: a directory (or file) of `format`."""
+    def _adopt(self, where: Artifact | str | Path, **given: Any) -> Artifact:
+        """An Artifact for files without a manifest (see outputs.foreign_artifact)."""
         __tracebackhide__ = True
-        if isinstance(where, Artifact) or format is None or not outputs:
-            pytest.fail(f"[{self.format}] format=, inputs= and outputs= describe files the "
-                        "plugin did not write: pass their directory (or file), format= and at "
-                        "least outputs= (tensor names such as 'add:0')", pytrace=False)
-        if format != self.format:
-            pytest.fail(f"[{self.format}] this test item restores {self.format!r} files, not "
-                        f"{format!r}: narrow the test with @pytest.mark.persist(formats="
-                        f"[{format!r}])", pytrace=False)
-        path = Path(where)
-        directory = path if path.is_dir() else path.parent
-        if format == "pb" and path.is_dir():
-            found = sorted(path.glob("*.pb"))
-            if len(found) != 1:
-                pytest.fail(f"[pb] {path} holds {len(found)} .pb files; pass the file itself",
-                            pytrace=False)
-            path = found[0]
-        elif format == "ckpt":
-            path = directory / "model"
-        kind = "tf.Module" if format == "savedmodel" else "tf1-graph"
-        return Artifact(format, path, directory, kind,
-                        {"inputs": list(inputs), "outputs": list(outputs), "foreign": True})
+        try:
+            return foreign_artifact(where, self.format, **given)
+        except ValueError as exc:
+            pytest.fail(f"[{self.format}] {exc}", pytrace=False)
 
     def _account_tables(self, artifact: Artifact, restored: Restored) -> None:
         """Lookup tables that did not come back: in the report, or a failure of their own."""
         __tracebackhide__ = True
-        saved = artifact.meta.get("tables")
-        if not saved or restored.model is None:
-            return
-        from .tables import accountable, unrestored_tables
-
-        if not accountable(restored.model):  # a loaded SavedModel: its outputs tell
-            return
         with self._step("compare the restored lookup tables", artifact.path, None):
-            problems = unrestored_tables(restored.model, saved)
+            problems = missing_tables(artifact.meta.get("tables"), restored.model)
         if not problems:
             return
         if restored.report is not None:
@@ -527,28 +502,3 @@ class Persist:
         if message is not None:  # no chained library traceback under the message
             raise pytest.fail.Exception(message, pytrace=False) from None
 
-
-def named_leaves(outputs: Any) -> dict[str, np.ndarray]:
-    """Path -> numpy array of any outputs (a nest, tensors, composites)."""
-    names, arrays = flat_arrays(outputs)
-    return dict(zip(names, arrays, strict=True))
-
-
-def compare_by_path(expected: Mapping[str, Any], actual: Mapping[str, Any],
-                    options: CheckOptions) -> list[ArrayComparison]:
-    """Compare two path -> array mappings; a path only one side has is a problem of its own."""
-    pairs = align(expected, actual)
-    comparisons = compare_outputs(pairs.expected, pairs.actual, table=options.table,
-                                  rtol=options.rtol, atol=options.atol, exact=options.exact,
-                                  names=pairs.names)
-    for side, names, values in (("expected", pairs.only_expected, expected),
-                                ("actual", pairs.only_actual, actual)):
-        for name in names:
-            arr = np.asarray(values[name])
-            shape, dtype = tuple(arr.shape), dtype_name(arr.dtype)
-            result = ArrayComparison(name, shape, shape, dtype, dtype, EXACT)
-            result.problem = (f"only the {side} side has this output (expected "
-                              f"{', '.join(expected) or 'none'}; got "
-                              f"{', '.join(actual) or 'none'})")
-            comparisons.append(result)
-    return comparisons

@@ -225,32 +225,10 @@ def input_specs(inputs: Inputs) -> list[Any]:
     return specs(inputs)
 
 
-def serving(model: Any, inputs: Inputs) -> Any:
-    """(ConcreteFunction, IOMap) of the model on inputs like `inputs` (nest_tf.serving_function)."""
-    from .nest_tf import serving_function
-
-    info = describe(model)
-    if info.kind == MODULE and not hasattr(model.__call__, "get_concrete_function"):
-        raise TypeError(f"{info}: __call__ must be a tf.function (with an input_signature)")
-    return serving_function(model, inputs, keras_model=info.kind in KERAS_KINDS)
-
-
-def graph_io(model: GraphModel) -> Any:
-    """The io map of a TF1 graph model: its inputs and outputs as flat lists, in order."""
-    from .nest_tf import IOMap, IOSide, safe_names
-
-    def side(tensors: Sequence[str], prefix: str, names: list[str]) -> IOSide:
-        structure = {"type": "list", "items": [{"type": "leaf"} for _ in tensors]}
-        paths = [f"{prefix}_{i}" for i in range(len(tensors))]
-        return IOSide(structure, paths, names, list(tensors))
-
-    ins, outs = model.input_names, model.output_names
-    return IOMap(side(ins, "input", safe_names([t.split(":")[0] for t in ins])),
-                 side(outs, "output", [f"output_{i}" for i in range(len(outs))]))
-
-
 def concrete_function(model: Any, inputs: Inputs) -> Any:
     """A ConcreteFunction computing the model (Keras or tf.Module) on inputs like `inputs`."""
+    from .nest_tf import serving
+
     return serving(model, inputs)[0]
 
 

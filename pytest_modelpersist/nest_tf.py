@@ -225,3 +225,25 @@ def tensors_by_path(io: IOMap, flat: Sequence[Any]) -> list[Any]:
     order = import_tensorflow().nest.flatten({k: k for k in io.outputs.names})
     by_key = dict(zip(order, flat, strict=True))
     return [by_key[k] for k in io.outputs.names]
+
+
+def serving(model: Any, inputs: Any) -> tuple[Any, IOMap]:
+    """(ConcreteFunction, IOMap) of any model kind but a graph on inputs like `inputs`."""
+    from .models import KERAS_KINDS, MODULE, describe
+
+    info = describe(model)
+    if info.kind == MODULE and not hasattr(model.__call__, "get_concrete_function"):
+        raise TypeError(f"{info}: __call__ must be a tf.function (with an input_signature)")
+    return serving_function(model, inputs, keras_model=info.kind in KERAS_KINDS)
+
+
+def graph_io(model: Any) -> IOMap:
+    """The io map of a TF1 graph model: its inputs and outputs as flat lists, in order."""
+    def side(tensors: Sequence[str], prefix: str, names: list[str]) -> IOSide:
+        structure = {"type": "list", "items": [{"type": "leaf"} for _ in tensors]}
+        paths = [f"{prefix}_{i}" for i in range(len(tensors))]
+        return IOSide(structure, paths, names, list(tensors))
+
+    ins, outs = model.input_names, model.output_names
+    return IOMap(side(ins, "input", safe_names([t.split(":")[0] for t in ins])),
+                 side(outs, "output", [f"output_{i}" for i in range(len(outs))]))

@@ -49,6 +49,7 @@ from .restore.naming import closest as _closest
 from .restore.naming import listing as _listing
 from .restore.naming import prefixes as _prefixes
 from .restore.naming import suggest as _suggest
+from .restore.object_paths import checkpoint_object_paths
 from .restore.options import RestoreOptions
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def checkpoint_variables(prefix: str, *, source: str | None = None,
     other_paths: dict[str, tuple[str, ...]] = {}
     if OBJECT_GRAPH_KEY in shapes:
         full_names = _checkpoint_full_names(reader)
-        other_paths = _checkpoint_object_paths(reader)
+        other_paths = checkpoint_object_paths(reader)
     grouped: dict[str, list[str]] = {}
     for key in sorted(shapes):
         if key == OBJECT_GRAPH_KEY:
@@ -160,36 +161,6 @@ def _checkpoint_full_names(reader: Any) -> dict[str, str]:
         return {}
     return {attr.checkpoint_key: attr.full_name for node in graph.nodes
             for attr in node.attributes if attr.full_name}
-
-
-def _checkpoint_object_paths(reader: Any, most: int = 8) -> dict[str, tuple[str, ...]]:
-    """Object-based checkpoint key -> every object path (up to `most`) of the value's object.
-
-    TensorFlow names a value by the first path breadth first; the object graph keeps the
-    others (a variable tracked by a layer and by an optimizer).
-    """
-    from collections import deque
-
-    try:
-        from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-        graph = trackable_object_graph_pb2.TrackableObjectGraph()
-        graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
-    except Exception:  # an unreadable object graph: entries keep their first path
-        return {}
-    paths: dict[int, list[str]] = {0: [""]}
-    queue = deque([(0, "")])  # each path of a node is expanded once, breadth first
-    while queue:
-        node_id, path = queue.popleft()
-        for child in graph.nodes[node_id].children:
-            known = paths.setdefault(child.node_id, [])
-            local = _escape(child.local_name)
-            child_path = f"{path}/{local}" if path else local
-            if len(known) < most and child_path not in known:
-                known.append(child_path)
-                queue.append((child.node_id, child_path))
-    return {attr.checkpoint_key: tuple(paths.get(i, ())) for i, node in enumerate(graph.nodes)
-            for attr in node.attributes}
 
 
 def h5_layer_weight_names(layer_name: str, weight_paths: Sequence[str]) -> list[str]:

@@ -31,14 +31,14 @@ def find_tables(model: Any) -> dict[str, Any]:
     TextVectorization's inner StringLookup is found as a layer too); the adapt-time counters
     are not part of inference. tf.Module: every table by attribute path. Others: none.
     """
-    from .models import GRAPH, KERAS, MODULE, describe
+    from .models import GRAPH, KERAS_KINDS, MODULE, describe
 
     kind = describe(model).kind
-    if kind == GRAPH or kind not in (KERAS, MODULE) or "tensorflow" not in _loaded():
+    if kind == GRAPH or kind not in (*KERAS_KINDS, MODULE) or "tensorflow" not in _loaded():
         return {}
     interface = _lookup_interface()
     found: dict[str, Any] = {}
-    if kind == KERAS:
+    if kind in KERAS_KINDS:  # Keras 2's lookup layers keep their table under the same name
         for layer in model._flatten_layers(include_self=False):
             table = vars(layer).get("lookup_table")
             if isinstance(table, interface) and id(table) not in map(id, found.values()):
@@ -98,10 +98,10 @@ def fingerprints(model: Any) -> list[dict[str, Any]]:
 
 def accountable(model: Any) -> bool:
     """True for models whose tables :func:`find_tables` can list (Keras models, tf.Modules)."""
-    from .models import KERAS, MODULE, describe
+    from .models import KERAS_KINDS, MODULE, describe
 
     kind = describe(model).kind
-    return kind == KERAS or (kind == MODULE and hasattr(model, "_flatten"))
+    return kind in KERAS_KINDS or (kind == MODULE and hasattr(model, "_flatten"))
 
 
 def unrestored_tables(model: Any, saved: list[Mapping[str, Any]]) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..models import GraphModel, Inputs, as_input_list, describe, graph_io, serving
-from ..nest_tf import tensors_by_path
+from ..models import GraphModel, Inputs, as_input_list, describe
+from ..nest_tf import graph_io, serving, tensors_by_path
 from ..restore.options import RestoreOptions
 from .base import CAPI_GRAPH_DEF, Artifact, BaseFormat, Restored, pack_outputs
 

@@ -23,12 +23,10 @@ from ..models import (
     Inputs,
     describe,
     function_outputs,
-    graph_io,
-    serving,
     tf_variable,
     variables,
 )
-from ..nest_tf import IOMap, tensors_by_path
+from ..nest_tf import IOMap, graph_io, serving, tensors_by_path
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
     Pair,

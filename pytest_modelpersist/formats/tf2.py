@@ -20,13 +20,11 @@ from ..models import (
     RestoreReport,
     as_input_list,
     describe,
-    graph_io,
     natural_key,
     run,
-    serving,
     signature_order,
 )
-from ..nest_tf import IOMap, Serving
+from ..nest_tf import IOMap, Serving, graph_io, serving
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import (
     SavedVariables,
