@@ -105,6 +105,7 @@ class TFCheckpointFormat(BaseFormat):
             except AssertionError as exc:
                 if not report.missing:  # something the matching by path did not see
                     report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
+                    report.restored = []  # TF's own read matched nothing it could name
                 return report
             if report.missing:  # TF matched them after all: the perturbation check decides
                 report.restored, report.missing = [], []

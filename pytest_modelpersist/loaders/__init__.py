@@ -65,7 +65,7 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
     cls = type(fmt)
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
-        from ..nest import as_array, flatten, pack, structure_of
+        from ..nest import as_array, flatten, pack, present, structure_of
 
         leaves = [] if inputs is None else flatten(inputs)
         arrays: dict[str, Any] = {f"input_{i}": as_array(x, "input") for i, x in
@@ -96,7 +96,8 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
             raise error
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
             flat = [npz[f"output_{i}"] for i in range(len(npz.files))]
-        return pack(json.loads((work / "outputs.json").read_text()), flat)
+        # A lone array or a flat list comes back as a list, as it always did.
+        return present(pack(json.loads((work / "outputs.json").read_text()), flat))
 
 
 def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOUT,
@@ -152,7 +153,9 @@ def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOU
                             workdir=scratch, timeout=timeout)
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
-    return pack_outputs(artifact, flat)
+    from ..nest import present
+
+    return present(pack_outputs(artifact, flat))
 
 
 def _screen(kind: str, path: Path, fmt: str) -> None:
