@@ -140,6 +140,10 @@ def input_specs(inputs: Any, own: Sequence[Any] | None = None,
                                                                   m.group(1)), p)
                         for p in paths])
     if own is not None and len(own) == len(leaves):
+        # A module's own signature names its arguments for its clients: keep those names.
+        own_names = [getattr(s, "name", None) for s in own]
+        if all(own_names) and not isinstance(inputs, Mapping):
+            names = safe_names(own_names)
         return [tf.TensorSpec(s.shape, s.dtype, name=n) for s, n in zip(own, names, strict=True)]
     specs = []
     for x, name in zip(leaves, names, strict=True):
