@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from .errors import UnknownFormatError
-from .loaders import INPROCESS, loaders_of, parse_loaders
+from .expected import unknown_keys, xfail_marks
+from .loaders import INPROCESS, LOADERS, loaders_of, parse_loaders
 from .settings import PersistSettings, marker_options
 
 NO_FORMAT = "no-format"
@@ -109,13 +110,27 @@ class PersistCollection:
                    f"to formats {','.join(chosen)}")
         return params, why
 
+    def expected_failures(self, node: Any) -> dict[str, str]:
+        """The marker's ``xfail`` map, its keys checked against the formats and loaders."""
+        value = marker_options(node).get("xfail") or {}
+        unknown = unknown_keys(value, self.settings.registry.names(), LOADERS)
+        if unknown:
+            pytest.fail(f"{node.nodeid}: @pytest.mark.persist(xfail=...): {', '.join(unknown)} "
+                        f"name no format and no format-loader item (formats: "
+                        f"{', '.join(self.settings.registry.names())}; loaders: "
+                        f"{', '.join(LOADERS)})", pytrace=False)
+        return dict(value)
+
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "persist" not in metafunc.fixturenames:
             return
         params, why = self.params_for(metafunc.definition)
         if params:
-            metafunc.parametrize("persist", params, indirect=True, ids=[p.id for p in params])
+            expected = self.expected_failures(metafunc.definition)
+            metafunc.parametrize("persist", [
+                pytest.param(p, id=p.id, marks=xfail_marks(expected, p.format, p.loader))
+                for p in params], indirect=True)
         else:
             metafunc.parametrize(
                 "persist", [pytest.param(None, marks=pytest.mark.skip(reason=why))],

@@ -39,10 +39,7 @@ def reason_for(value: Mapping[str, str], fmt: str, loader: str) -> str | None:
     return value.get(f"{fmt}-{loader}") or value.get(fmt)
 
 
-def mark_expected(item: Any, value: Mapping[str, str] | None, fmt: str, loader: str) -> None:
-    """Add a strict xfail marker to `item` when `value` expects its format/loader to fail."""
-    if not value:
-        return
-    reason = reason_for(value, fmt, loader)
-    if reason:
-        item.add_marker(pytest.mark.xfail(strict=True, reason=f"[{fmt}] {reason}"))
+def xfail_marks(value: Mapping[str, str] | None, fmt: str, loader: str) -> list[Any]:
+    """A strict xfail mark for the item (format, loader) when `value` expects it to fail."""
+    reason = reason_for(value, fmt, loader) if value else None
+    return [pytest.mark.xfail(strict=True, reason=f"[{fmt}] {reason}")] if reason else []

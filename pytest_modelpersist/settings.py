@@ -20,6 +20,7 @@ import pytest
 
 from .compare import Tolerance
 from .errors import FormatContractError, UnknownFormatError
+from .expected import is_xfail_map
 from .loaders import parse_loaders
 from .registry import FormatRegistry
 
@@ -72,6 +73,7 @@ MARKER_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "golden": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "unsafe": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "timeout": (_is_timeout, "a number of seconds > 0"),
+    "xfail": (is_xfail_map, 'a dict {"format" or "format-loader": "reason"}'),
 }
 MARKER_KEYWORDS = tuple(MARKER_TYPES)
 
