@@ -18,6 +18,8 @@ from .loaders import INPROCESS, LOADERS, loaders_of, parse_loaders
 from .settings import PersistSettings, marker_options
 
 NO_FORMAT = "no-format"
+#: Why an item's marker is invalid, found after collection (a `pytest.param`'s marks).
+MARKER_ERROR = pytest.StashKey[str]()
 
 
 @dataclass(frozen=True)
@@ -121,16 +123,35 @@ class PersistCollection:
                         f"{', '.join(LOADERS)})", pytrace=False)
         return dict(value)
 
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Mark the items a test's ``xfail`` map expects to fail (strict xfail).
+
+        Per item, not per function: the map may come from a `pytest.param`'s marks.
+        """
+        for item in items:
+            param = getattr(getattr(item, "callspec", None), "params", {}).get("persist")
+            if not isinstance(param, PersistParam):
+                continue
+            try:
+                expected = self.expected_failures(item)
+            except pytest.fail.Exception as exc:  # a hook cannot fail one item: its setup does
+                item.stash[MARKER_ERROR] = str(exc)
+                continue
+            for mark in xfail_marks(expected, param.format, param.loader):
+                item.add_marker(mark)
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(MARKER_ERROR, None)
+        if error is not None:
+            pytest.fail(error, pytrace=False)
+
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "persist" not in metafunc.fixturenames:
             return
         params, why = self.params_for(metafunc.definition)
         if params:
-            expected = self.expected_failures(metafunc.definition)
-            metafunc.parametrize("persist", [
-                pytest.param(p, id=p.id, marks=xfail_marks(expected, p.format, p.loader))
-                for p in params], indirect=True)
+            metafunc.parametrize("persist", params, indirect=True, ids=[p.id for p in params])
         else:
             metafunc.parametrize(
                 "persist", [pytest.param(None, marks=pytest.mark.skip(reason=why))],

@@ -74,3 +74,27 @@ def test_a_bad_xfail_value_fails_collection_naming_the_choices(pytester, xfail, 
     result = pytester.runpytest(FORMATS)
     assert result.ret != 0
     result.stdout.fnmatch_lines([message])
+
+
+def test_the_map_may_come_from_a_param_and_a_bad_one_errors_that_item_only(pytester):
+    pytester.makeconftest(BROKEN)
+    pytester.makepyfile(textwrap.dedent(
+        """
+        import numpy as np
+        import pytest
+        from conftest import Doubler
+
+        @pytest.mark.parametrize("k", [
+            pytest.param(3.0, marks=pytest.mark.persist(xfail={"toy_broken": "known"}), id="a"),
+            pytest.param(5.0, marks=pytest.mark.persist(xfail={"h6": "typo"}), id="b"),
+            pytest.param(4.0, id="c"),
+        ])
+        @pytest.mark.persist(golden=False)
+        def test_double(persist, k):
+            persist.check(Doubler(k), np.arange(4.0))
+        """))
+    result = pytester.runpytest(FORMATS, "-rxE")
+    # a: json passes, broken xfails; b: both items error at setup; c: json passes, broken fails
+    result.assert_outcomes(passed=2, xfailed=1, errors=2, failed=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_double[[]b-toy_json[]]*",
+                                 "*test_double[[]b-toy_json[]]: *(xfail=...): h6 name no format*"])
