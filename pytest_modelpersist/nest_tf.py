@@ -83,11 +83,20 @@ def as_tensor_leaf(value: Any) -> Any:
 
 
 def feedable(inputs: Any) -> Any:
-    """`inputs` with string leaves as tf.string tensors (Keras refuses numpy str arrays)."""
+    """`inputs` with string leaves as tf.string tensors (Keras refuses numpy str arrays).
+
+    When one leaf becomes a tensor, every leaf does: Keras refuses a nest that mixes tensors
+    and arrays ("you cannot mix tensors and non-tensors").
+    """
     if inputs is None:
         return None
     structure = nest.structure_of(inputs)
-    return nest.pack(structure, [as_tensor_leaf(v) for v in nest.flatten(inputs)])
+    leaves = nest.flatten(inputs)
+    fed = [as_tensor_leaf(v) for v in leaves]
+    if any(f is not v for f, v in zip(fed, leaves, strict=True)):
+        tf = import_tensorflow()
+        fed = [f if tf.is_tensor(f) else tf.constant(nest.as_array(f)) for f in fed]
+    return nest.pack(structure, fed)
 
 
 def call_model(model: Any, inputs: Any, *, keras_model: bool) -> Any:

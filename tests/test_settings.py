@@ -106,4 +106,4 @@ def test_valid_marker_values_collect(pytester):
     result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     assert set(MARKER_KEYWORDS) == {"formats", "exclude", "loaders", "rtol", "atol", "exact",
-                                    "golden", "unsafe", "timeout"}
+                                    "golden", "unsafe", "timeout", "xfail"}
