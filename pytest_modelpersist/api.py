@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,13 @@ import pytest
 from . import compat, golden_check
 from . import golden as golden_files
 from ._session_run import run_timeout, with_run_timeout
-from .compare import ArrayComparison, compare_outputs, tolerance_for
+from .compare import ArrayComparison, tolerance_for
+from .decision import Judgement, judge_check
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
-from .report import mismatch_report
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
@@ -101,6 +101,9 @@ class Persist:
         reason = self.applies_to(model)
         if reason:
             pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        declared = self._fmt.save_options  # the marker's/ini's converter options it takes
+        options = {**{k: v for k, v in self._options.convert.items() if k in declared},
+                   **options}
         key = None
         if self._cache is not None and info.kind in ("keras", "keras2", "tf.Module", "tf1-graph"):
             from .cache import fingerprint
@@ -172,8 +175,10 @@ class Persist:
         return restored
 
     def check(self, model: Any, inputs: Inputs = None, *, build: Callable[[], Any] | None = None,
-              rtol: float | None = None, atol: float | None = None, exact: bool | None = None,
-              golden: bool | None = None, name: str | None = None,
+              rtol: float | Mapping[str, float] | None = None,
+              atol: float | Mapping[str, float] | None = None, exact: bool | None = None,
+              golden: bool | None = None, name: str | None = None, agreement: Any = None,
+              min_agreement: Any = None, top_k: Any = None, max_mismatch_fraction: Any = None,
               **restore_options: Any) -> CheckResult:
         """Save `model`, restore it from the files, run both on `inputs`, compare the outputs.
 
@@ -182,6 +187,11 @@ class Persist:
         `persist` marker and these arguments), or from the test's stored golden (unless
         `golden=False`, for a model whose outputs are not reproducible). `name` names the
         golden when a test checks more than one model. Returns a CheckResult.
+
+        `rtol`/`atol` may be given per output path (``rtol={"logits": 1e-4}``). Decision-level
+        options judge outputs by what they decide (pytest_modelpersist.decision, README
+        "Tolerances"): ``agreement="argmax"``, ``min_agreement=``, ``top_k=``,
+        ``max_mismatch_fraction=``, each also per output path.
         """
         __tracebackhide__ = True
         info = self._model_info(model)
@@ -202,6 +212,10 @@ class Persist:
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
         settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
+        with self._user_error("persist.check({})"):
+            settings = settings.with_decision(agreement=agreement, min_agreement=min_agreement,
+                                              top_k=top_k,
+                                              max_mismatch_fraction=max_mismatch_fraction)
         golden_sidecar = None
         if self._golden is not None and settings.golden:
             if not self._golden.update:  # a changed interface explains changed outputs: first
@@ -222,14 +236,13 @@ class Persist:
             with self._step("run the restored model", artifact.path, info), timed(self._node,
                                                                                   "run"):
                 actual = restored(inputs)
-            comparisons = compare_outputs(expected, actual, table=settings.table,
-                                          rtol=settings.rtol, atol=settings.atol,
-                                          exact=settings.exact)
+            judged = self._judge(expected, actual, settings)
+            comparisons = judged.comparisons
             record_comparisons(self._node, expected, actual, comparisons)
-            text = mismatch_report(
+            text = judged.report(
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
-                comparisons, footer=[lossy_hint(artifact, settings.rtol, settings.atol)])
+                footer=[lossy_hint(artifact, settings)])
             if text:
                 pytest.fail(text + self._divergence(model, restored, inputs, settings),
                             pytrace=False)
@@ -248,8 +261,9 @@ class Persist:
         """The mismatch report's last line: the first diverging layer, or ''."""
         from .divergence import explain_restored
 
-        layer_tol = tolerance_for("float32", table=settings.table, rtol=settings.rtol,
-                                  atol=settings.atol, exact=settings.exact)
+        rtol, atol = settings.scalar_tolerance()  # per-output ones do not name layers
+        layer_tol = tolerance_for("float32", table=settings.table, rtol=rtol, atol=atol,
+                                  exact=settings.exact)
         where = explain_restored(model, restored, as_input_list(inputs), tolerance=layer_tol)
         return f"\n{where}" if where else ""
 
@@ -354,11 +368,9 @@ class Persist:
             pytest.fail("goldens are not available here (no test item)", pytrace=False)
         actual = as_output_list(outputs)
 
-        def compare(stored: golden_files.Golden) -> list[ArrayComparison]:
-            return compare_outputs(stored.arrays, actual, table=options.table, rtol=options.rtol,
-                                   atol=options.atol, exact=options.exact,
-                                   names=stored.names if len(stored.names) >= len(actual)
-                                   else None)
+        def compare(stored: golden_files.Golden) -> Judgement:
+            return self._judge(stored.arrays, actual, options, names=stored.names
+                               if len(stored.names) >= len(actual) else None)
 
         return golden_check.check(
             self._golden, actual, name=name, compare=compare, what=what, seen=seen,
@@ -412,6 +424,26 @@ class Persist:
                 artifact.path.resolve() != directory):
             pytest.fail(f"[{self.format}] the manifest {where} names {artifact.path}, outside "
                         "the artifact's directory: refused", pytrace=False)
+
+    def _judge(self, expected: Sequence[Any], actual: Sequence[Any], options: CheckOptions,
+               names: Sequence[str] | None = None) -> Judgement:
+        """decision.judge_check; a per-output option naming no output fails the test."""
+        __tracebackhide__ = True
+        with self._user_error("per-output option: {}"):
+            return judge_check(expected, actual, options, names=names)
+        raise AssertionError("unreachable")  # _user_error raised
+
+    @contextlib.contextmanager
+    def _user_error(self, template: str) -> Iterator[None]:
+        """A ValueError (a bad option value) becomes a failure without traceback."""
+        __tracebackhide__ = True
+        try:
+            yield
+        except ValueError as exc:
+            message = f"[{self.format}] " + template.format(exc)
+        else:
+            return
+        raise pytest.fail.Exception(message, pytrace=False) from None
 
     def _accepts_safe_mode(self) -> bool:
         import inspect
