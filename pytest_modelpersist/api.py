@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -26,6 +26,8 @@ from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, 
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -188,10 +190,8 @@ class Persist:
         `golden=False`, for a model whose outputs are not reproducible). `name` names the
         golden when a test checks more than one model. Returns a CheckResult.
 
-        `rtol`/`atol` may be given per output path (``rtol={"logits": 1e-4}``). Decision-level
-        options judge outputs by what they decide (pytest_modelpersist.decision, README
-        "Tolerances"): ``agreement="argmax"``, ``min_agreement=``, ``top_k=``,
-        ``max_mismatch_fraction=``, each also per output path.
+        `rtol`/`atol` may be per output (``{"logits": 1e-4}``); `agreement`, `min_agreement`,
+        `top_k`, `max_mismatch_fraction` judge decisions instead (README, Tolerances).
         """
         __tracebackhide__ = True
         info = self._model_info(model)
@@ -212,10 +212,9 @@ class Persist:
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
         settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
-        with self._user_error("persist.check({})"):
-            settings = settings.with_decision(agreement=agreement, min_agreement=min_agreement,
-                                              top_k=top_k,
-                                              max_mismatch_fraction=max_mismatch_fraction)
+        settings = or_fail(f"[{self.format}] persist.check: ", lambda: settings.with_decision(
+            agreement=agreement, min_agreement=min_agreement, top_k=top_k,
+            max_mismatch_fraction=max_mismatch_fraction))
         golden_sidecar = None
         if self._golden is not None and settings.golden:
             if not self._golden.update:  # a changed interface explains changed outputs: first
@@ -429,21 +428,8 @@ class Persist:
                names: Sequence[str] | None = None) -> Judgement:
         """decision.judge_check; a per-output option naming no output fails the test."""
         __tracebackhide__ = True
-        with self._user_error("per-output option: {}"):
-            return judge_check(expected, actual, options, names=names)
-        raise AssertionError("unreachable")  # _user_error raised
-
-    @contextlib.contextmanager
-    def _user_error(self, template: str) -> Iterator[None]:
-        """A ValueError (a bad option value) becomes a failure without traceback."""
-        __tracebackhide__ = True
-        try:
-            yield
-        except ValueError as exc:
-            message = f"[{self.format}] " + template.format(exc)
-        else:
-            return
-        raise pytest.fail.Exception(message, pytrace=False) from None
+        return or_fail(f"[{self.format}] per-output option: ",
+                       lambda: judge_check(expected, actual, options, names=names))
 
     def _accepts_safe_mode(self) -> bool:
         import inspect
@@ -492,3 +478,14 @@ class Persist:
                 message += "\nlooking at the files: " + "; ".join(notes)
         if message is not None:  # no chained library traceback under the message
             raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def or_fail(label: str, call: Callable[[], T]) -> T:
+    """`call()`; a ValueError (a bad option value) fails the test with `label` + its message,
+    without a traceback."""
+    __tracebackhide__ = True
+    try:
+        return call()
+    except ValueError as exc:
+        message = f"{label}{exc}"
+    raise pytest.fail.Exception(message, pytrace=False) from None
