@@ -20,6 +20,7 @@ from .compare import ArrayComparison, tolerance_for
 from .decision import Judgement, judge_check
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
+from .formats.containment import check_tree
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, as_input_list, as_output_list, describe, run
@@ -160,6 +161,8 @@ class Persist:
                  loader: str | None = None) -> Restored:
         __tracebackhide__ = True
         loader = loader or self._loader
+        with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
+            check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
         if loader != "inprocess":
             return self._restore_elsewhere(artifact, loader, options)
         timeout = self._options.timeout  # Session.run deadline of in-process graph runs
