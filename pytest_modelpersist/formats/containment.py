@@ -214,7 +214,7 @@ def check_h5(file: Any, *, source: object, fmt: str, allow: bool = False) -> Non
     if problems:
         shown = "; ".join(problems[:3]) + (f" and {len(problems) - 3} more"
                                            if len(problems) > 3 else "")
-        refuse(source, f"HDF5 {shown}", fmt=fmt)
+        refuse(source, f"the HDF5 file holds {shown}", fmt=fmt)
 
 
 def _check_dataset(name: str, obj: Any, problems: list[str]) -> None:
