@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -16,18 +16,21 @@ from . import compat, golden_check
 from . import golden as golden_files
 from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison, tolerance_for
+from .decision import Judgement
 from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
 from .formats.base import Artifact, Format, Restored
+from .formats.containment import check_tree
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, as_input_list, describe, run
 from .nest import present, structure_of
-from .outputs import compare_by_path, foreign_artifact, missing_tables, named_leaves
-from .report import mismatch_report
+from .outputs import foreign_artifact, judge_by_path, missing_tables, named_leaves
 from .reporting import record, record_comparisons, record_details, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
 from .tables import fingerprints as table_fingerprints
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -103,6 +106,9 @@ class Persist:
         reason = self.applies_to(model)
         if reason:
             pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        declared = self._fmt.save_options  # the marker's/ini's converter options it takes
+        options = {**{k: v for k, v in self._options.convert.items() if k in declared},
+                   **options}
         key = None
         if self._cache is not None and info.kind in ("keras", "keras2", "tf.Module", "tf1-graph"):
             from .cache import fingerprint
@@ -170,6 +176,8 @@ class Persist:
                  loader: str | None = None) -> Restored:
         __tracebackhide__ = True
         loader = loader or self._loader
+        with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
+            check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
         if loader != "inprocess":
             return self._restore_elsewhere(artifact, loader, options)
         timeout = self._options.timeout  # Session.run deadline of in-process graph runs
@@ -188,8 +196,10 @@ class Persist:
         return restored
 
     def check(self, model: Any, inputs: Inputs = None, *, build: Callable[[], Any] | None = None,
-              rtol: float | None = None, atol: float | None = None, exact: bool | None = None,
-              golden: bool | None = None, name: str | None = None,
+              rtol: float | Mapping[str, float] | None = None,
+              atol: float | Mapping[str, float] | None = None, exact: bool | None = None,
+              golden: bool | None = None, name: str | None = None, agreement: Any = None,
+              min_agreement: Any = None, top_k: Any = None, max_mismatch_fraction: Any = None,
               **restore_options: Any) -> CheckResult:
         """Save `model`, restore it from the files, run both on `inputs`, compare the outputs.
 
@@ -198,6 +208,9 @@ class Persist:
         `persist` marker and these arguments), or from the test's stored golden (unless
         `golden=False`, for a model whose outputs are not reproducible). `name` names the
         golden when a test checks more than one model. Returns a CheckResult.
+
+        `rtol`/`atol` may be per output (``{"logits": 1e-4}``); `agreement`, `min_agreement`,
+        `top_k`, `max_mismatch_fraction` judge decisions instead (README, Tolerances).
         """
         __tracebackhide__ = True
         info = self._model_info(model)
@@ -218,6 +231,9 @@ class Persist:
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
         settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
+        settings = or_fail(f"[{self.format}] persist.check: ", lambda: settings.with_decision(
+            agreement=agreement, min_agreement=min_agreement, top_k=top_k,
+            max_mismatch_fraction=max_mismatch_fraction))
         golden_sidecar = None
         if self._golden is not None and settings.golden:
             if not self._golden.update:  # a changed interface explains changed outputs: first
@@ -240,13 +256,14 @@ class Persist:
                 actual = restored.outputs(inputs)
             # Outputs are paired by path (``logits``, ``heads/1/score``), never by position.
             exp_named, act_named = named_leaves(expected), named_leaves(actual)
-            comparisons = compare_by_path(exp_named, act_named, settings)
+            judged = self._judge(exp_named, act_named, settings)
+            comparisons = judged.comparisons
             record_comparisons(self._node, [exp_named.get(c.name) for c in comparisons],
                                [act_named.get(c.name) for c in comparisons], comparisons)
-            text = mismatch_report(
+            text = judged.report(
                 f"[{self.format}] restored outputs differ from the original model's "
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
-                comparisons, footer=[lossy_hint(artifact, settings.rtol, settings.atol)])
+                footer=[lossy_hint(artifact, settings)])
             if text:
                 pytest.fail(text + self._divergence(model, restored, inputs, settings),
                             pytrace=False)
@@ -265,8 +282,9 @@ class Persist:
         """The mismatch report's last line: the first diverging layer, or ''."""
         from .divergence import explain_restored
 
-        layer_tol = tolerance_for("float32", table=settings.table, rtol=settings.rtol,
-                                  atol=settings.atol, exact=settings.exact)
+        rtol, atol = settings.scalar_tolerance()  # per-output ones do not name layers
+        layer_tol = tolerance_for("float32", table=settings.table, rtol=rtol, atol=atol,
+                                  exact=settings.exact)
         where = explain_restored(model, restored, as_input_list(inputs), tolerance=layer_tol)
         return f"\n{where}" if where else ""
 
@@ -373,11 +391,11 @@ class Persist:
             pytest.fail("goldens are not available here (no test item)", pytrace=False)
         named = named_leaves(outputs)  # goldens go by output path, never by position
 
-        def compare(stored: golden_files.Golden) -> list[ArrayComparison]:
+        def compare(stored: golden_files.Golden) -> Judgement:
             stored_names = (stored.names if len(stored.names) == len(stored.arrays) else
                             [f"output_{i}" for i in range(len(stored.arrays))])
-            return compare_by_path(dict(zip(stored_names, stored.arrays, strict=True)), named,
-                                   options)
+            return self._judge(dict(zip(stored_names, stored.arrays, strict=True)), named,
+                               options)
 
         return golden_check.check(
             self._golden, list(named.values()), names=list(named), name=name, compare=compare,
@@ -454,6 +472,13 @@ class Persist:
         pytest.fail(f"[{self.format}] restore of {artifact.path} ({restored.how}) did not "
                     f"bring back: {'; '.join(problems)}", pytrace=False)
 
+    def _judge(self, expected: Mapping[str, Any], actual: Mapping[str, Any],
+               options: CheckOptions) -> Judgement:
+        """outputs.judge_by_path; a per-output option naming no output fails the test."""
+        __tracebackhide__ = True
+        return or_fail(f"[{self.format}] per-output option: ",
+                       lambda: judge_by_path(expected, actual, options))
+
     def _accepts_safe_mode(self) -> bool:
         import inspect
 
@@ -502,3 +527,13 @@ class Persist:
         if message is not None:  # no chained library traceback under the message
             raise pytest.fail.Exception(message, pytrace=False) from None
 
+
+def or_fail(label: str, call: Callable[[], T]) -> T:
+    """`call()`; a ValueError (a bad option value) fails the test with `label` + its message,
+    without a traceback."""
+    __tracebackhide__ = True
+    try:
+        return call()
+    except ValueError as exc:
+        message = f"{label}{exc}"
+    raise pytest.fail.Exception(message, pytrace=False) from None

@@ -94,6 +94,10 @@ class PersistCollection:
     def params_for(self, node: Any) -> tuple[list[PersistParam], str]:
         """The (format, loader) items of a test: command line narrowed by its marker."""
         opts = marker_options(node)
+        problem = self.settings.convert_problem(opts.get("convert"))
+        if problem:
+            pytest.fail(f"{node.nodeid}: @pytest.mark.persist(convert={opts['convert']!r}): "
+                        f"{problem}", pytrace=False)
         chosen, why = self.formats_for(node, opts)
         loaders = list(self.settings.loaders)
         if opts.get("loaders") is not None:

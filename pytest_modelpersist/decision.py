@@ -161,20 +161,39 @@ def judge(comparison: ArrayComparison, expected: Any, actual: Any,
     return result
 
 
+def covers(key: str, name: str) -> bool:
+    """True when the per-output key `key` names the output `name`: the same path, or a path
+    prefix ending at a ``/`` (``heads`` covers ``heads/1/score``)."""
+    key = key.rstrip("/")
+    return name == key or name.startswith(key + "/")
+
+
 def per_output(option: Any, names: Sequence[str], what: str) -> list[Any]:
-    """`option` for each output: a mapping {output path: value} is looked up by name (outputs
-    it does not name get None: the default); anything else applies to every output.
+    """`option` for each output: a mapping {output path: value} is looked up by the name the
+    mismatch report shows (``logits``, ``output_1``, ``heads/1/score``; a key may be a path
+    prefix, the longest matching key wins); outputs it does not name get None (the
+    default). Anything else applies to every output.
 
     A key naming no output raises ValueError listing the outputs (a typo must not silently
     leave an output at the default).
     """
     if not isinstance(option, Mapping):
         return [option for _ in names]
-    unknown = [k for k in option if k not in names]
+    unknown = [k for k in option if not any(covers(k, n) for n in names)]
     if unknown:
+        from .restore.naming import closest
+
+        # a key may be a path prefix: suggest those too ("head" -> "heads")
+        prefixes = {n.rsplit("/", k)[0] for n in names for k in range(1, n.count("/") + 1)}
+        near = closest(unknown[0], [*names, *prefixes])
+        hint = f" (closest: {', '.join(near)})" if near else ""
         raise ValueError(f"{what}={dict(option)!r} names no output {', '.join(map(repr, unknown))}"
-                         f"; the outputs are {', '.join(names)}")
-    return [option.get(n) for n in names]
+                         f"{hint}; the outputs are {', '.join(names)}")
+    found = []
+    for name in names:
+        keys = [k for k in option if covers(k, name)]
+        found.append(option[max(keys, key=lambda k: len(k.rstrip("/")))] if keys else None)
+    return found
 
 
 #: The check options that make a DecisionPolicy (each may be a {output path: value} mapping).
@@ -200,6 +219,18 @@ class Judgement:
     def decision_lines(self) -> list[str]:
         """One line per check of every failed output judged by a policy."""
         return [f"{v.name}: {line}" for _, v in self.failed() if v is not None for line in v.lines]
+
+    def report(self, title: str, *, footer: Sequence[str] = ()) -> str:
+        """The failure text ('' when every output passed): the elementwise statistics of the
+        failed outputs, then each check a policy made on them, then `footer`."""
+        from .report import mismatch_report
+
+        failed = self.failed()
+        if not failed:
+            return ""
+        body = mismatch_report(title, [c for c, _ in failed]) or title
+        lines = [body, *(f"  {line}" for line in self.decision_lines()), *footer]
+        return "\n".join(line for line in lines if line)
 
 
 def judge_outputs(expected: Sequence[Any], actual: Sequence[Any], names: Sequence[str], *,
@@ -227,6 +258,24 @@ def judge_outputs(expected: Sequence[Any], actual: Sequence[Any], names: Sequenc
         comparisons.append(comparison)
         verdicts.append(judge(comparison, exp, actual[i], rule) if rule.active else None)
     return Judgement(comparisons, verdicts)
+
+
+def judge_check(expected: Sequence[Any], actual: Sequence[Any], options: Any, *,
+                names: Sequence[str] | None = None) -> Judgement:
+    """Judge outputs under a check's `options` (a settings.CheckOptions: table, rtol, atol,
+    exact, decision). Outputs are named `names` (default ``output_<i>``), the names the
+    mismatch report shows and per-output options use. A different number of outputs is
+    reported output by output, with no decision policy (there is nothing to pair)."""
+    from .compare import compare_outputs
+
+    if len(expected) != len(actual):
+        rtol, atol = options.scalar_tolerance()
+        found = compare_outputs(expected, actual, table=options.table, rtol=rtol, atol=atol,
+                                exact=options.exact, names=names)
+        return Judgement(found, [None] * len(found))
+    names = list(names or [f"output_{i}" for i in range(len(expected))])[:len(expected)]
+    return judge_outputs(expected, actual, names, table=options.table, rtol=options.rtol,
+                         atol=options.atol, exact=options.exact, **options.decision)
 
 
 def check_option(key: str, value: Any) -> str | None:

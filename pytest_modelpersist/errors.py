@@ -9,9 +9,10 @@ Which exceptions become a clean failure (`is_expected`) follows one rule, by who
   TensorFlow's `tf.errors.OpError` (the runtime's verdict on a file or a graph), wherever
   they come from;
 * data errors (`ValueError`, `TypeError`, `LookupError`, `EOFError`, `RuntimeError`, a bad
-  zip, or an exception class a library defines, like protobuf's `DecodeError`) when the frame
-  that raised them is in a library (TensorFlow, Keras, h5py, numpy, protobuf, the standard
-  library) or in the plugin's own modules: that is how those read a bad file or a bad model;
+  zip, or an exception class a library defines, like protobuf's `DecodeError` or ONNX
+  Runtime's `Fail`) when the frame that raised them is in a library (TensorFlow, Keras, h5py,
+  numpy, protobuf, ONNX, ONNX Runtime, tf2onnx, LiteRT, the standard library) or in the
+  plugin's own modules: that is how those read a bad file or a bad model;
 * (a function written in C raises "from" the Python frame that called it: numpy's C code
   called by a third-party format counts as that format's);
 * anything else is a bug, in the plugin, in the user's code (`build=`) or in a third-party
@@ -76,9 +77,11 @@ class LoaderError(ModelPersistError, RuntimeError):
     details: str | None = None
 
 
-#: Top-level packages whose exceptions are their verdict on a file or a model.
+#: Top-level packages whose exceptions are their verdict on a file or a model (the conversion
+#: formats': ONNX Runtime refusing a converted graph is such a verdict, not a bug).
 LIBRARIES = frozenset({"tensorflow", "keras", "tf_keras", "h5py", "numpy", "google", "ml_dtypes",
-                       "absl", "pytest_modelpersist"})
+                       "absl", "pytest_modelpersist", "onnx", "onnxruntime", "tf2onnx",
+                       "ai_edge_litert"})
 DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, EOFError,
                                                 RuntimeError, zipfile.BadZipFile)
 

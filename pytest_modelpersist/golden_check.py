@@ -20,14 +20,16 @@ import pytest
 
 from . import golden as golden_files
 from .golden_paths import delete_inside, obtained_path, run_marker
-from .report import environment_notes, mismatch_report
+from .report import environment_notes
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .compare import ArrayComparison
+    from .decision import Judgement
 
-Compare = Callable[["golden_files.Golden"], "list[ArrayComparison]"]
+#: Judges outputs against a stored golden (elementwise, or by the check's decision options).
+Compare = Callable[["golden_files.Golden"], "Judgement"]
 Guard = Callable[[str, Path], AbstractContextManager[Any]]
 
 
@@ -113,8 +115,9 @@ def _decide(target: GoldenTarget, sidecar: Path, outputs: list[np.ndarray], name
             write("updated")
             return None
         return f"{label}{exc}\nre-record it with: {target.update_command()}"
-    comparisons = compare(stored)
-    if all(c.ok for c in comparisons):
+    judged = compare(stored)
+    comparisons = judged.comparisons
+    if judged.ok:
         delete_inside(sidecar.parent, obtained_path(sidecar))
         return None
     writer = _written_by(target, sidecar)
@@ -137,8 +140,7 @@ def _decide(target: GoldenTarget, sidecar: Path, outputs: list[np.ndarray], name
                          "(or the library computing it) changed")
     footer.append(_write_obtained(sidecar, outputs, names))
     footer.append(f"to accept the new outputs: {target.update_command()}")
-    return mismatch_report(f"{label}{what} differ from the golden {sidecar}:", comparisons,
-                           footer=footer)
+    return judged.report(f"{label}{what} differ from the golden {sidecar}:", footer=footer)
 
 
 def _subject(seen: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .compare import EXACT, ArrayComparison, compare_outputs, dtype_name
+from .decision import Judgement, judge_check
 from .formats.base import Artifact
 from .nest import align, flat_arrays
 
@@ -28,9 +29,9 @@ def compare_by_path(expected: Mapping[str, Any], actual: Mapping[str, Any],
     """Compare two path -> array mappings under `options` (table, rtol, atol, exact: a
     CheckOptions); a path only one side has is a problem of its own."""
     pairs = align(expected, actual)
+    rtol, atol = options.scalar_tolerance()
     comparisons = compare_outputs(pairs.expected, pairs.actual, table=options.table,
-                                  rtol=options.rtol, atol=options.atol, exact=options.exact,
-                                  names=pairs.names)
+                                  rtol=rtol, atol=atol, exact=options.exact, names=pairs.names)
     for side, names, values in (("expected", pairs.only_expected, expected),
                                 ("actual", pairs.only_actual, actual)):
         for name in names:
@@ -43,6 +44,17 @@ def compare_by_path(expected: Mapping[str, Any], actual: Mapping[str, Any],
             comparisons.append(result)
     return comparisons
 
+
+
+def judge_by_path(expected: Mapping[str, Any], actual: Mapping[str, Any],
+                  options: Any) -> Judgement:
+    """decision.judge_check on outputs paired by path; a path only one side has is a problem
+    of its own (no decision policy: there is nothing to pair)."""
+    pairs = align(expected, actual)
+    if pairs.only_expected or pairs.only_actual:
+        found = compare_by_path(expected, actual, options)
+        return Judgement(found, [None] * len(found))
+    return judge_check(pairs.expected, pairs.actual, options, names=pairs.names)
 
 def foreign_artifact(where: Any, current: str, *, format: str | None = None,
                      inputs: Sequence[str] = (), outputs: Sequence[str] = ()) -> Artifact:

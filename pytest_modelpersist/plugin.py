@@ -78,6 +78,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_timeout", "default for --persist-timeout (seconds)", default="300")
     parser.addini("persist_formats", "default for --persist-formats (comma list or 'all')",
                   default="all")
+    parser.addini("persist_decision",
+                  "decision-level checks of every persist.check, one 'option = value' per line "
+                  "(agreement = argmax, min_agreement, top_k, max_mismatch_fraction)",
+                  type="linelist", default=[])
+    parser.addini("persist_convert",
+                  "converter options of every save, one 'option = value' per line (opset = 13 "
+                  "for onnx, select_tf_ops = true for tflite); each format takes its own",
+                  type="linelist", default=[])
     parser.addini("persist_tolerances",
                   "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
                   type="linelist", default=[])

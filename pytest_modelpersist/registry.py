@@ -55,6 +55,15 @@ class FormatRegistry:
         except KeyError:
             raise UnknownFormatError(name, self.names()) from None
 
+    def save_options(self) -> dict[str, tuple[type, list[str]]]:
+        """Every converter option a registered format declares (`Format.save_options`):
+        name -> (type, the formats taking it). The first declaration's type wins."""
+        found: dict[str, tuple[type, list[str]]] = {}
+        for name, fmt in self._formats.items():
+            for option, kind in fmt.save_options.items():
+                found.setdefault(option, (kind, []))[1].append(name)
+        return found
+
     def parse(self, spec: str | Iterable[str]) -> list[str]:
         """Turn 'ckpt,h5' / 'all' / a list of names into known names, in registry order.
 

@@ -8,6 +8,7 @@ the test, the keyword, the value and the type expected (markers). No numpy, no T
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from . import decision
 from .compare import Tolerance
 from .errors import FormatContractError, UnknownFormatError
 from .expected import is_xfail_map
@@ -31,10 +33,15 @@ SETTINGS_KEY = pytest.StashKey["PersistSettings"]()
 class CheckOptions:
     """Tolerance and safety settings merged from ini, the marker and the call (in that order)."""
 
-    rtol: float | None = None
-    atol: float | None = None
+    rtol: float | Mapping[str, float] | None = None  # a mapping: per output path
+    atol: float | Mapping[str, float] | None = None
     exact: bool = False
     table: Mapping[str, Tolerance] = field(default_factory=dict)
+    #: Decision-level options (decision.POLICY_OPTIONS), each a value or {output path: value}.
+    decision: Mapping[str, Any] = field(default_factory=dict)
+    #: Converter options (onnx's opset, tflite's select_tf_ops); each format takes the ones
+    #: it declares in its `save_options`.
+    convert: Mapping[str, Any] = field(default_factory=dict)
     safe_mode: bool = True
     golden: bool = True
     timeout: float = 300.0
@@ -42,8 +49,24 @@ class CheckOptions:
     subprocess_imports: tuple[str, ...] = ()
 
     def merged(self, **overrides: Any) -> CheckOptions:
+        """These options with the given (not None) values replacing theirs."""
         given = {k: v for k, v in overrides.items() if v is not None}
         return CheckOptions(**{**self.__dict__, **given})
+
+    def with_decision(self, **given: Any) -> CheckOptions:
+        """These options with the call's decision options (not None) over ini's and the
+        marker's, per option. ValueError says why a value is not valid."""
+        merged = {**self.decision, **{k: v for k, v in given.items() if v is not None}}
+        for key, value in merged.items():
+            problem = decision.check_option(key, value)
+            if problem:
+                raise ValueError(f"{key}={value!r}: {problem}")
+        return self.merged(decision=merged)
+
+    def scalar_tolerance(self) -> tuple[float | None, float | None]:
+        """(rtol, atol) given for every output; None where given per output path (or not)."""
+        return tuple(v if isinstance(v, (int, float)) else None  # type: ignore[return-value]
+                     for v in (self.rtol, self.atol))
 
 
 # ---- marker keywords: name -> (check, what a valid value is) -------------------------------
@@ -63,19 +86,39 @@ def _is_timeout(v: Any) -> bool:
     return _is_tolerance(v) and v > 0
 
 
+def _is_tolerances(v: Any) -> bool:
+    """A tolerance, or {output path: tolerance}."""
+    return _is_tolerance(v) or (isinstance(v, Mapping) and all(
+        isinstance(k, str) and _is_tolerance(t) for k, t in v.items()))
+
+
+def _is_options(v: Any) -> bool:
+    return isinstance(v, Mapping) and all(isinstance(k, str) for k in v)
+
+
 MARKER_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "formats": (_is_names, "a format name or a list of format names"),
     "exclude": (_is_names, "a format name or a list of format names"),
     "loaders": (_is_names, "a loader name or a list of loader names"),
-    "rtol": (_is_tolerance, "a finite number >= 0"),
-    "atol": (_is_tolerance, "a finite number >= 0"),
+    "rtol": (_is_tolerances, "a finite number >= 0, or {output path: number}"),
+    "atol": (_is_tolerances, "a finite number >= 0, or {output path: number}"),
     "exact": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "golden": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "unsafe": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "timeout": (_is_timeout, "a number of seconds > 0"),
     "xfail": (is_xfail_map, 'a dict {"format" or "format-loader": "reason"}'),
+    # Names and values are checked against the formats' declarations (PersistSettings).
+    "convert": (_is_options, "a dict of converter options, {'opset': 13}"),
 }
-MARKER_KEYWORDS = tuple(MARKER_TYPES)
+MARKER_KEYWORDS = (*MARKER_TYPES, *decision.POLICY_OPTIONS)
+
+
+def _marker_problem(key: str, value: Any) -> str | None:
+    """Why `value` is not valid for the marker keyword `key` (None when it is)."""
+    if key in decision.POLICY_OPTIONS:
+        return decision.check_option(key, value)
+    valid, expected = MARKER_TYPES[key]
+    return None if valid(value) else f"expected {expected}, got {type(value).__name__} {value!r}"
 
 
 def marker_options(node: Any) -> dict[str, Any]:
@@ -96,10 +139,10 @@ def marker_options(node: Any) -> dict[str, Any]:
                         f"{', '.join(unknown)}; allowed: {', '.join(MARKER_KEYWORDS)}",
                         pytrace=False)
         for key, value in mark.kwargs.items():
-            valid, expected = MARKER_TYPES[key]
-            if value is not None and not valid(value):
-                pytest.fail(f"{node.nodeid}: @pytest.mark.persist({key}={value!r}): expected "
-                            f"{expected}, got {type(value).__name__} {value!r}", pytrace=False)
+            problem = None if value is None else _marker_problem(key, value)
+            if problem:
+                pytest.fail(f"{node.nodeid}: @pytest.mark.persist({key}={value!r}): {problem}",
+                            pytrace=False)
             merged.setdefault(key, value)
     return merged
 
@@ -118,6 +161,69 @@ def parse_tolerances(lines: list[str]) -> dict[str, Tolerance]:
                                     "write one 'dtype = rtol, atol' per line") from None
         table[dtype] = Tolerance(rtol, atol)
     return table
+
+
+#: How a converter option's declared type reads in messages.
+TYPE_WORDS = {bool: "a bool (True or False)", int: "an int", float: "a number", str: "a string"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def convert_problem(options: Mapping[str, Any], declared: Mapping[str, tuple[type, list[str]]]
+                    ) -> str | None:
+    """Why converter `options` are not valid (None when they are): each name must be declared
+    by a registered format (`declared`: name -> (type, formats)), each value of that type."""
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        known = "; ".join(f"{k} ({TYPE_WORDS.get(t, t.__name__)}, for {', '.join(f)})"
+                          for k, (t, f) in sorted(declared.items()))
+        return (f"unknown converter option(s) {', '.join(unknown)}; known: "
+                f"{known or '(none: no registered format takes converter options)'}")
+    for key, value in options.items():
+        kind, formats = declared[key]
+        if not _fits(value, kind):
+            return (f"{key}={value!r}: expected {TYPE_WORDS.get(kind, kind.__name__)} (for "
+                    f"{', '.join(formats)}), got {type(value).__name__}")
+    return None
+
+
+def parse_convert(lines: list[str], declared: Mapping[str, tuple[type, list[str]]]
+                  ) -> dict[str, Any]:
+    """`persist_convert` ini lines (``opset = 13``, ``select_tf_ops = true``) -> options, read
+    as the types the formats declare; pytest.UsageError names the line that cannot be read."""
+    options: dict[str, Any] = {}
+    for line in lines or []:
+        if not line.strip():
+            continue
+        key, sep, raw = (part.strip() for part in line.partition("="))
+        problem = None if sep else "write one 'option = value' per line"
+        kind = declared[key][0] if key in declared else str
+        value: Any = raw
+        if problem is None and kind is bool:
+            value = True if raw.lower() in _TRUE else False if raw.lower() in _FALSE else raw
+        elif problem is None and kind in (int, float):
+            with contextlib.suppress(ValueError):
+                value = kind(raw)
+        problem = problem or convert_problem({key: value}, declared)
+        if problem:
+            raise pytest.UsageError(f"ini persist_convert: cannot read {line!r}: {problem}")
+        options[key] = value
+    return options
+
+
+def parse_decision(lines: list[str]) -> dict[str, Any]:
+    """`persist_decision` ini lines (``agreement = argmax``); bad ones are a UsageError."""
+    try:
+        return decision.parse_ini(lines or [])
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini persist_decision: {exc}") from None
 
 
 def running_on_ci() -> bool:
@@ -147,6 +253,10 @@ class PersistSettings:
     cache_enabled: bool
     subprocess_path: tuple[str, ...]
     subprocess_imports: tuple[str, ...]
+    #: `persist_decision` ini: decision options of every check.
+    decision: dict[str, Any] = field(default_factory=dict)
+    #: `persist_convert` ini: converter options of every save (each format takes its own).
+    convert: dict[str, Any] = field(default_factory=dict)
     #: Identifies this run (shared by xdist workers): goldens written in it are recognised.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -198,17 +308,28 @@ class PersistSettings:
             subprocess_path=tuple(str(Path(config.rootpath, p)) for p in
                                   config.getini("persist_subprocess_path")),
             subprocess_imports=tuple(config.getini("persist_subprocess_imports")),
+            decision=parse_decision(config.getini("persist_decision")),
         )
+        convert_lines = config.getini("persist_convert")
+        if convert_lines:  # reading the declarations imports the built-in formats' modules
+            settings.convert = parse_convert(convert_lines, registry.save_options())
         workerinput = getattr(config, "workerinput", None)
         if workerinput is not None and "modelpersist_run" in workerinput:
             settings.run_id = str(workerinput["modelpersist_run"])  # the controller's run
         return settings
+
+    def convert_problem(self, options: Mapping[str, Any] | None) -> str | None:
+        """Why a marker's converter options are not valid for the registered formats."""
+        return convert_problem(options, self.registry.save_options()) if options else None
 
     def check_options(self, marker: Mapping[str, Any]) -> CheckOptions:
         """The CheckOptions of one test: ini and command line, then its (checked) marker."""
         return CheckOptions(
             rtol=marker.get("rtol"), atol=marker.get("atol"),
             exact=bool(marker.get("exact", False)), table=self.tolerances,
+            decision={**self.decision, **{k: marker[k] for k in decision.POLICY_OPTIONS
+                                          if marker.get(k) is not None}},
+            convert={**self.convert, **(marker.get("convert") or {})},
             safe_mode=not marker.get("unsafe", False), golden=marker.get("golden", True)
             is not False, timeout=float(marker.get("timeout") or self.timeout),
             subprocess_path=self.subprocess_path, subprocess_imports=self.subprocess_imports,

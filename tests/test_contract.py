@@ -59,8 +59,8 @@ class Minimal(BaseFormat):
 def test_protocol_declares_every_member_the_plugin_uses():
     assert set(MEMBERS) == {
         "name", "description", "kinds", "needs_build", "rebuild_optional", "loaders", "capi",
-        "restore_options", "unsupported", "save", "restore", "saved_names", "diagnose",
-        "safe_mode_scope"}
+        "restore_options", "save_options", "unsupported", "save", "restore", "saved_names",
+        "diagnose", "safe_mode_scope"}
 
 
 def test_a_base_format_subclass_with_name_save_restore_registers():
@@ -81,8 +81,8 @@ def test_a_plain_class_is_refused_naming_every_missing_member():
         FormatRegistry().register(Partial())  # type: ignore[arg-type]
     message = str(info.value)
     for member in ("description", "needs_build", "rebuild_optional", "loaders", "capi",
-                   "restore_options", "unsupported", "restore", "saved_names", "diagnose",
-                   "safe_mode_scope"):
+                   "restore_options", "save_options", "unsupported", "restore", "saved_names",
+                   "diagnose", "safe_mode_scope"):
         assert member in message
     assert "is missing" in message and "kinds" not in message.split("is missing")[1]
     assert isinstance(info.value, TypeError)
@@ -151,7 +151,7 @@ def test_builtin_formats_declare_their_options_and_wrappers_forward_them(name):
     assert lazy.restore_options == BUILTIN_OPTIONS[name]
     wrapped = WrappedFormat(lazy)
     for member in ("description", "kinds", "needs_build", "rebuild_optional", "loaders", "capi",
-                   "restore_options"):
+                   "restore_options", "save_options"):
         assert getattr(wrapped, member) == getattr(lazy.inner, member), member
     assert lazy.description
 
@@ -272,6 +272,7 @@ def test_third_party_format_missing_restore_fails_at_registration_naming_it(pyte
             loaders = ("inprocess",)
             capi = None
             restore_options = frozenset()
+            save_options = {}
 
             def unsupported(self, model, info): return None
             def save(self, model, directory, *, inputs): ...

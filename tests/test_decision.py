@@ -111,9 +111,23 @@ def test_per_output_by_path():
     names = ["embedding", "logits"]
     assert per_output({"logits": 1e-4}, names, "rtol") == [None, 1e-4]
     assert per_output(1e-3, names, "rtol") == [1e-3, 1e-3]
-    with pytest.raises(ValueError, match=r"names no output 'logit'; the outputs are "
-                                         r"embedding, logits"):
+    with pytest.raises(ValueError, match=r"names no output 'logit' \(closest: logits\); the "
+                                         r"outputs are embedding, logits"):
         per_output({"logit": 1e-4}, names, "rtol")
+
+
+def test_per_output_keys_are_paths_or_path_prefixes():
+    # Nested outputs are named by path, as the mismatch report shows them.
+    names = ["heads/0/score", "heads/1/score", "heads/10/score", "logits"]
+    assert per_output({"heads": 1e-2}, names, "rtol") == [1e-2, 1e-2, 1e-2, None]
+    # the longest matching key wins; "heads/1" is not a prefix of "heads/10/score"
+    assert per_output({"heads/": 1e-2, "heads/1": 1e-3}, names, "rtol") == [
+        1e-2, 1e-3, 1e-2, None]
+    assert per_output({"heads/1/score": 0.5}, names, "atol") == [None, 0.5, None, None]
+    with pytest.raises(ValueError, match=r"names no output 'head' \(closest: heads, "):
+        per_output({"head": 1e-2}, names, "rtol")
+    with pytest.raises(ValueError, match=r"names no output 'output_0'; the outputs are heads"):
+        per_output({"output_0": 1e-2}, names, "rtol")
 
 
 def test_judge_outputs_per_output_path():

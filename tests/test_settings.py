@@ -65,10 +65,14 @@ BAD_MARKERS = [
     ("unsafe", '"false"', "a bool (True or False), got str 'false'"),
     ("exact", "1", "a bool (True or False), got int 1"),
     ("golden", '"no"', "a bool (True or False), got str 'no'"),
-    ("rtol", '"x"', "a finite number >= 0, got str 'x'"),
-    ("atol", "-1.0", "a finite number >= 0, got float -1.0"),
-    ("rtol", "float('nan')", "a finite number >= 0, got float nan"),
-    ("rtol", "True", "a finite number >= 0, got bool True"),
+    ("rtol", '"x"', "a finite number >= 0, or {output path: number}, got str 'x'"),
+    ("atol", "-1.0", "a finite number >= 0, or {output path: number}, got float -1.0"),
+    ("rtol", "float('nan')", "a finite number >= 0, or {output path: number}, got float nan"),
+    ("rtol", "True", "a finite number >= 0, or {output path: number}, got bool True"),
+    ("rtol", "{'logits': -1}", "a finite number >= 0, or {output path: number}, got dict "
+                               "{'logits': -1}"),
+    ("atol", "{1: 0.1}", "a finite number >= 0, or {output path: number}, got dict {1: 0.1}"),
+    ("convert", "13", "a dict of converter options, {'opset': 13}, got int 13"),
     ("timeout", '"soon"', "a number of seconds > 0, got str 'soon'"),
     ("timeout", "0", "a number of seconds > 0, got int 0"),
     ("formats", "123", "a format name or a list of format names, got int 123"),
@@ -77,8 +81,19 @@ BAD_MARKERS = [
 ]
 
 
-@pytest.mark.parametrize("keyword, value, expected", BAD_MARKERS,
-                         ids=[f"{k}={v}" for k, v, _ in BAD_MARKERS])
+BAD_DECISION_MARKERS = [
+    ("top_k", "0", "top_k=0: a positive int"),
+    ("top_k", "2.0", "top_k=2.0: a positive int"),
+    ("agreement", "'vote'", "agreement='vote': known agreements are 'argmax'"),
+    ("min_agreement", "{'logits': 2}", "'logits': min_agreement=2: a fraction between 0 and 1"),
+    ("max_mismatch_fraction", "True", "max_mismatch_fraction=True: a fraction between 0 and 1"),
+    ("agreement", "{3: 'argmax'}", "output names must be str, not 3"),
+]
+ALL_BAD = [(k, v, f"expected {e}") for k, v, e in BAD_MARKERS] + BAD_DECISION_MARKERS
+
+
+@pytest.mark.parametrize("keyword, value, expected", ALL_BAD,
+                         ids=[f"{k}={v}" for k, v, _ in ALL_BAD])
 def test_marker_values_are_type_checked_at_collection(pytester, keyword, value, expected):
     pytester.makepyfile(textwrap.dedent(f"""
         import pytest
@@ -90,7 +105,7 @@ def test_marker_values_are_type_checked_at_collection(pytester, keyword, value, 
     result = pytester.runpytest("--collect-only", "-q")
     assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error, before any test
     assert f"test_a: @pytest.mark.persist({keyword}=" in result.stdout.str()
-    assert f"): expected {expected}" in result.stdout.str()
+    assert f"): {expected}" in result.stdout.str()
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
 
 
@@ -102,8 +117,15 @@ def test_valid_marker_values_collect(pytester):
                              exact=False, golden=True, unsafe=False, timeout=2.5)
         def test_a(persist):
             pass
+
+        @pytest.mark.persist(rtol={"logits": 1e-4, "heads/": 0}, atol={"logits": 1},
+                             agreement="argmax", min_agreement=0.5, top_k={"logits": 3},
+                             max_mismatch_fraction=0.01, convert={"opset": 13})
+        def test_b(persist):
+            pass
     """))
     result = pytester.runpytest("--collect-only", "-q")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert set(MARKER_KEYWORDS) == {"formats", "exclude", "loaders", "rtol", "atol", "exact",
-                                    "golden", "unsafe", "timeout", "xfail"}
+                                    "golden", "unsafe", "timeout", "convert", "agreement",
+                                    "min_agreement", "top_k", "max_mismatch_fraction", "xfail"}

@@ -249,11 +249,13 @@ def test_freezing_drops_a_write_no_output_depends_on(tmp_path):
     assert not marker.exists()
 
 
-# ---- in-process hang: the persist timeout reaches Session.run ---------------------------------
+# ---- in-process hang: the persist timeout reaches Session.run and eager calls -----------
 
 
-@pytest.mark.parametrize("fmt", ["pb", "ckpt"])
+@pytest.mark.parametrize("fmt", ["pb", "ckpt", "savedmodel"])
 def test_a_graph_blocking_forever_fails_at_the_timeout(fmt, tmp_path):
+    """Session.run carries TensorFlow's deadline; a SavedModel signature (an eager function
+    call) is cancelled at the deadline."""
     model = crafted.graph_model(crafted.dequeue_forever(), variable=fmt == "ckpt")
     artifact = persist(fmt, tmp_path / "save").save(model, inputs=X)
     message = failure(lambda: persist(fmt, tmp_path / "safe").restore(artifact.directory))
@@ -267,15 +269,17 @@ def test_a_graph_blocking_forever_fails_at_the_timeout(fmt, tmp_path):
     assert time.monotonic() - start < 30
 
 
-def test_sigint_stops_an_in_process_hang(pytester):
-    """Ctrl-C ends a test blocked in Session.run (not at its 600 s deadline)."""
+@pytest.mark.parametrize("fmt", ["pb", "savedmodel"])
+def test_sigint_stops_an_in_process_hang(fmt, pytester):
+    """Ctrl-C ends a test blocked in Session.run or in a SavedModel signature's eager call
+    (not at its 600 s deadline)."""
     import signal
     import subprocess
     import sys
 
     pytester.makepyfile(test_hang=(
         "import numpy as np, pytest, crafted_graphs as crafted\n"
-        "@pytest.mark.persist(formats=['pb'], unsafe=True, golden=False, timeout=600)\n"
+        f"@pytest.mark.persist(formats=[{fmt!r}], unsafe=True, golden=False, timeout=600)\n"
         "def test_hang(persist):\n"
         "    model = crafted.graph_model(crafted.dequeue_forever())\n"
         "    artifact = persist.save(model, inputs=np.ones((1, 4), np.float32))\n"

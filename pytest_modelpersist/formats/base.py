@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +184,13 @@ class Format(Protocol):
         """The restore options it takes besides `build` and `safe_mode` (taken by all):
         options.INTO_MODEL for a by-name restore into a model, its own ("checkpoint")."""
 
+    @property
+    def save_options(self) -> Mapping[str, type]:
+        """The keywords its `save` takes besides `inputs` (converter options: onnx's
+        ``opset``), each with its type (bool, int, float or str). The `persist` marker's and
+        ini's ``convert`` options reach the formats that declare them; an option no format
+        declares is an error listing these."""
+
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         """Why this format cannot hold `model` (the test is skipped with it), or None."""
 
@@ -246,6 +253,7 @@ class BaseFormat:
     rebuild_optional: ClassVar[bool] = False
     capi: ClassVar[str | None] = None
     restore_options: ClassVar[frozenset[str]] = frozenset()
+    save_options: ClassVar[Mapping[str, type]] = {}
 
     @property
     def loaders(self) -> tuple[str, ...]:
@@ -346,11 +354,15 @@ class WrappedFormat:
     def restore_options(self) -> frozenset[str]:
         return self.inner.restore_options
 
+    @property
+    def save_options(self) -> Mapping[str, type]:
+        return self.inner.save_options
+
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         return self.inner.unsupported(model, info)
 
-    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
-        return self.inner.save(model, directory, inputs=inputs)
+    def save(self, model: Any, directory: Path, *, inputs: Inputs, **options: Any) -> Artifact:
+        return self.inner.save(model, directory, inputs=inputs, **options)
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         return self.inner.restore(artifact, options)

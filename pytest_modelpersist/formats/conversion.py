@@ -142,19 +142,23 @@ def declared_tolerances(artifact: Artifact) -> dict[str, Tolerance]:
     return {dtype: Tolerance(float(pair[0]), float(pair[1])) for dtype, pair in found.items()}
 
 
-def lossy_hint(artifact: Artifact, rtol: Any, atol: Any) -> str:
+def lossy_hint(artifact: Artifact, options: Any) -> str:
     """Why a converted artifact's mismatch may be the tolerance asked for, not the conversion
-    ('' for an artifact that declares no tolerance)."""
+    ('' for an artifact that declares no tolerance). `options`: the check's CheckOptions."""
     default = declared_tolerances(artifact).get("float32")
     if default is None:
         return ""
     asked = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v!r}"
-                      for k, v in (("rtol", rtol), ("atol", atol)) if v is not None)
+                      for k, v in (("rtol", options.rtol), ("atol", options.atol))
+                      if v is not None)
     text = (f"{artifact.format} converts the model to {artifact.meta.get('precision')}; its "
             f"default float32 tolerance is {default}")
     if asked:
         text += (f", and this check asked for {asked}: a lossy conversion compared at "
-                 "float tolerances fails by design. Drop the explicit tolerance, or "
-                 "compare decisions (pytest_modelpersist.decision.judge_outputs: "
-                 "agreement='argmax', max_mismatch_fraction=...)")
+                 "float tolerances fails by design. Drop the explicit tolerance, or")
+        if not options.decision:
+            text += (" compare decisions: @pytest.mark.persist(agreement='argmax') or "
+                     "max_mismatch_fraction=... (README, Tolerances)")
+        else:
+            text += " loosen the decision options"
     return text + "."

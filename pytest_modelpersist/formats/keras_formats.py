@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import warnings
-import zipfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -19,6 +17,7 @@ from ..models import KERAS, KERAS2, KERAS_KINDS, Inputs, ModelInfo, RestoreRepor
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restoring import SavedVariables, h5_layer_weight_names, restore_variables
 from .base import Artifact, BaseFormat, Restored
+from .containment import check_h5, check_keras_file, spill_member
 
 
 def keras_of(artifact: Artifact) -> Any:
@@ -32,6 +31,8 @@ def keras_of(artifact: Artifact) -> Any:
 def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
     """`load_model` without compiling; Lambda code runs only if safe_mode=False."""
     keras = keras_of(artifact)
+    if Path(artifact.path).is_file():  # a Keras 2 SavedModel directory has its own screen
+        check_keras_file(artifact.path, fmt=artifact.format, allow=not safe_mode)
     return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
 
 
@@ -97,7 +98,7 @@ class H5Format(_KerasModelFormat):
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The file's weights as ``<layer name>/<weight>`` (``enc/kernel``), read with h5py."""
-        return read_legacy_h5(artifact.path)
+        return read_legacy_h5(artifact.path, fmt=self.name, allow=not options.safe_mode)
 
     def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         return restore_legacy_h5_by_name(self.name, artifact, options)
@@ -121,7 +122,8 @@ def restore_legacy_h5_by_name(fmt: str, artifact: Artifact, options: RestoreOpti
         return ("model.load_weights(by_name=True"
                 + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
 
-    return restore_variables(fmt, artifact, read_legacy_h5(artifact.path), options,
+    saved = read_legacy_h5(artifact.path, fmt=fmt, allow=not options.safe_mode)
+    return restore_variables(fmt, artifact, saved, options,
                              how="h5py read + assign by layer name", load=load, display="h5")
 
 
@@ -132,9 +134,10 @@ class KerasFormat(_KerasModelFormat):
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The archive's ``model.weights.h5`` datasets by path (``layers/dense/vars/0``)."""
-        with zipfile.ZipFile(artifact.path) as archive:
-            data = archive.read("model.weights.h5")
-        return read_weights_file(io.BytesIO(data), source=f"{artifact.path}:model.weights.h5")
+        allow = not options.safe_mode  # streamed to a temporary file, never whole in memory
+        spill = spill_member(artifact.path, "model.weights.h5", fmt=self.name, allow=allow)
+        return read_weights_file(spill, source=f"{artifact.path}:model.weights.h5",
+                                 fmt=self.name, allow=allow)
 
     def restore_by_name(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         if artifact.model_kind == KERAS2:
@@ -160,15 +163,17 @@ def _h5_strings(group: Any, name: str) -> list[str]:
     return [v.decode("utf8") if hasattr(v, "decode") else str(v) for v in values]
 
 
-def read_legacy_h5(path: Path) -> SavedVariables:
+def read_legacy_h5(path: Path, *, fmt: str = "h5", allow: bool = False) -> SavedVariables:
     """The weights of a legacy Keras HDF5 file (full model or weights only), by layer name.
 
     Each layer group lists its weights in ``weight_names``; an entry is named
     ``<layer name>/<weight>`` (see `h5_layer_weight_names`), the name a Keras model's variable
-    answers to as well.
+    answers to as well. Refused (containment.check_h5) if it reads other files or declares
+    what it does not store, unless `allow`.
     """
     import h5py
 
+    check_h5(path, source=path, fmt=fmt, allow=allow)
     entries: dict[str, tuple[tuple[int, ...], Any]] = {}
     where: dict[str, str] = {}
     with h5py.File(path, "r") as f:
@@ -192,11 +197,14 @@ def read_legacy_h5(path: Path) -> SavedVariables:
     return SavedVariables(entries, read, source=str(path))
 
 
-def read_weights_file(file: Any, *, source: str | None = None) -> SavedVariables:
+def read_weights_file(file: Any, *, source: str | None = None, fmt: str = "weights_h5",
+                      allow: bool = False) -> SavedVariables:
     """A Keras 3 `.weights.h5` (a path or a file object) as SavedVariables named by dataset
-    path (``layers/dense/vars/0``), the names `models.variables` gives Keras variables."""
+    path (``layers/dense/vars/0``), the names `models.variables` gives Keras variables.
+    Refused as read_legacy_h5 is."""
     import h5py
 
+    check_h5(file, source=source or file, fmt=fmt, allow=allow)
     found: dict[str, tuple[tuple[int, ...], Any]] = {}
     with h5py.File(file, "r") as f:
         def visit(name: str, obj: Any) -> None:
@@ -233,9 +241,10 @@ class WeightsH5Format(_KerasFormat):
 
         Keras 2 writes a legacy HDF5 weights file (layer groups): ``<layer>/<weight>`` names.
         """
+        allow = not options.safe_mode
         if artifact.model_kind == KERAS2:
-            return read_legacy_h5(artifact.path)
-        return read_weights_file(artifact.path)
+            return read_legacy_h5(artifact.path, fmt=self.name, allow=allow)
+        return read_weights_file(artifact.path, fmt=self.name, allow=allow)
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """`model.load_weights` into `into` or a fresh `build()`; by name with h5py.

@@ -46,6 +46,8 @@ class OnnxFormat(ConversionFormat):
     precision = "ONNX (float32 kernels of ONNX Runtime)"
     #: ONNX Runtime's CPU kernels (MLAS) sum in another order than TensorFlow's (Eigen/oneDNN).
     tolerances: ClassVar[dict[str, Tolerance]] = {"float32": Tolerance(rtol=1e-4, atol=1e-5)}
+    #: Marker/ini ``convert={"opset": 13}``: the ONNX opset (tf2onnx's default when not given).
+    save_options: ClassVar[dict[str, type]] = {"opset": int}
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
         missing = missing_modules()

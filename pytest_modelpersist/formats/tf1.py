@@ -37,6 +37,7 @@ from ..restoring import (
 )
 from ..tables import graph_table, table_captures
 from .base import Artifact, BaseFormat, Restored, pack_outputs
+from .containment import check_checkpoint
 from .pb.saved import screen_meta_graph
 
 PREFIX = "model"
@@ -161,9 +162,12 @@ class CkptFormat(BaseFormat):
         return self.restore_meta_graph(artifact, prefix, safe_mode=options.safe_mode)
 
     def prefix(self, artifact: Artifact, options: RestoreOptions) -> str:
-        """The checkpoint prefix `options` pick (``checkpoint=``), or the latest."""
-        return resolve_checkpoint(artifact.directory, options.get("checkpoint"),
-                                  default=artifact.meta.get("prefix", PREFIX))
+        """The checkpoint prefix `options` pick (``checkpoint=``), or the latest; its files
+        must lie inside the artifact and hold what its index declares (containment)."""
+        prefix = resolve_checkpoint(artifact.directory, options.get("checkpoint"),
+                                    default=artifact.meta.get("prefix", PREFIX))
+        check_checkpoint(prefix, artifact.directory, fmt=self.name, allow=not options.safe_mode)
+        return prefix
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The checkpoint's variables by name (what `var_map` keys and `only` refer to)."""

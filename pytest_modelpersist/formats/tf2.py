@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import nest
+from .._session_run import function_call
 from .._tf import import_keras, import_tensorflow
 from ..errors import ArtifactError, first_lines
 from ..models import (
@@ -35,6 +36,7 @@ from ..restoring import (
     target_variables,
 )
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
+from .containment import check_checkpoint
 from .pb.saved import screen_saved_model
 
 
@@ -117,6 +119,8 @@ class TFCheckpointFormat(BaseFormat):
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The checkpoint's values by object path (what `var_map` keys and `only` refer to)."""
+        check_checkpoint(artifact.path, artifact.directory, fmt=self.name,
+                         allow=not options.safe_mode)
         return checkpoint_variables(str(artifact.path))
 
 
@@ -165,6 +169,8 @@ class SavedModelFormat(BaseFormat):
         paths; a TF1 graph's op names). `build=` alone keeps the whole-model load.
         """
         tf = import_tensorflow()
+        check_checkpoint(artifact.path / "variables" / "variables", artifact.directory,
+                         fmt=self.name, allow=not options.safe_mode)
         if options.into is not None or (options.build is not None and options.by_name):
             # Keras 2's model.save keys the variables by object path from the model (root).
             keras2 = artifact.model_kind == KERAS2
@@ -196,7 +202,7 @@ class SavedModelFormat(BaseFormat):
                 raise ValueError(f"signature {key!r} takes {names}, got {len(args)} inputs")
             feeds = {n: tf.constant(a, dtype=arg_specs[n].dtype) for n, a in zip(names, args,
                                                                                    strict=True)}
-            out = signature(**feeds)
+            out = function_call(lambda: signature(**feeds))  # under the persist timeout
             if io is None:
                 return [nest.as_array(out[k], k)
                         for k in signature_order(out, artifact.meta, "outputs")]

@@ -44,6 +44,8 @@ class TFLiteFormat(ConversionFormat):
     #: differ from TensorFlow's in the last bits, more for deep or wide models.
     tolerances: ClassVar[dict[str, Tolerance]] = {"float32": Tolerance(rtol=1e-4, atol=1e-5)}
     quantization: ClassVar[str | None] = None
+    #: Marker/ini ``convert={"select_tf_ops": True}``: the SELECT_TF_OPS fallback.
+    save_options: ClassVar[dict[str, type]] = {"select_tf_ops": bool}
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs,
              select_tf_ops: bool = False) -> Artifact:

@@ -107,9 +107,10 @@ def model_config_interface(config: Mapping[str, Any]) -> Doc:
 
 def keras_archive_interface(path: Path) -> Doc:
     """The interface of a `.keras` archive, from its ``config.json``."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+    from ..formats.containment import read_small_member
+
+    try:  # its declared size checked first: never a decompression bomb in memory
+        config = json.loads(read_small_member(path, "config.json", fmt="keras"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: no readable config.json in the archive ({exc})") from None
     return model_config_interface(config)
