@@ -107,9 +107,11 @@ def test_inputs_and_outputs_go_by_recorded_names(name, rng, tmp_path):
     assert doc["inputs"] == [{"position": 0, "name": "x"}, {"position": 1, "name": "x1"}]
     assert doc["outputs"] == [{"position": 0, "name": "output_0", "path": "embedding"},
                               {"position": 1, "name": "output_1", "path": "logits"}]
+    assert doc["io"]["outputs"]["paths"] == ["embedding", "logits"]
     expected = model(x, training=False)
-    np.testing.assert_allclose(actual[0], expected["embedding"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(actual[1], expected["logits"], rtol=1e-4, atol=1e-5)
+    assert sorted(actual) == ["embedding", "logits"]  # the model's own dict, by key
+    np.testing.assert_allclose(actual["embedding"], expected["embedding"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(actual["logits"], expected["logits"], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"takes 2 input\(s\) \(x, x1\), got 1"):
         fmt.restore(artifact, RestoreOptions())(x[0])
 

@@ -38,13 +38,19 @@ class Serving:
     outputs: list[str]
     paths: list[str]
 
+    io: dict[str, Any] | None = None  # the nest_tf.IOMap: how flat outputs pack into the nest
+
     def mapping(self) -> dict[str, Any]:
-        """The manifest entry: positional inputs and flat outputs by name (and output path)."""
-        return {
+        """The manifest entry: positional inputs and flat outputs by name (and output path),
+        and the io map (restores give the outputs back in the model's own structure)."""
+        entry: dict[str, Any] = {
             "inputs": [{"position": i, "name": n} for i, n in enumerate(self.inputs)],
             "outputs": [{"position": j, "name": n, "path": p}
                         for j, (n, p) in enumerate(zip(self.outputs, self.paths, strict=True))],
         }
+        if self.io is not None:
+            entry["io"] = self.io
+        return entry
 
 
 def output_names(count: int) -> list[str]:
@@ -61,6 +67,7 @@ def serving_function(model: Any, inputs: Inputs) -> Serving:
     """
     from .. import nest
     from .._tf import import_tensorflow
+    from ..nest_tf import IOMap, IOSide, call_model
 
     tf = import_tensorflow()
     info = describe(model)
@@ -75,21 +82,26 @@ def serving_function(model: Any, inputs: Inputs) -> Serving:
         raise TypeError(f"{info.detail} cannot be traced into a serving function")
     names = [s.name for s in specs]
     paths: list[str] = []
+    structure: list[Any] = []  # the outputs' structure, known once traced
+    in_structure = nest.structure_of(inputs)
 
     def body(*args: Any) -> dict[str, Any]:
-        if info.kind == KERAS:
-            out = model(list(args) if len(args) > 1 else args[0], training=False)
-        else:
-            out = model(*args)
+        # The model takes its own nest (a dict-input Keras model refuses a list).
+        out = call_model(model, nest.pack(in_structure, list(args)),
+                         keras_model=info.kind == KERAS)
         leaves = nest.flatten(out)
-        paths[:] = nest.leaf_paths(nest.structure_of(out))
+        structure[:] = [nest.structure_of(out)]
+        paths[:] = nest.leaf_paths(structure[0])
         return dict(zip(output_names(len(leaves)), leaves, strict=True))
 
     traced = tf.function(body, input_signature=specs, autograph=False)
     function = traced.get_concrete_function()
     holder = tf.Module()
     holder.tracked = [tf_variable(v) for v in model.variables]
-    return Serving(function, traced, holder, names, output_names(len(paths)), list(paths))
+    outputs = output_names(len(paths))
+    in_paths = nest.leaf_paths(in_structure, nest.INPUT) if inputs is not None else []
+    io = IOMap(IOSide(in_structure, in_paths, names), IOSide(structure[0], list(paths), outputs))
+    return Serving(function, traced, holder, names, outputs, list(paths), io=io.to_json())
 
 
 def graph_mapping(model: Any) -> dict[str, Any]:

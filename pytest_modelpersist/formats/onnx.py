@@ -20,7 +20,7 @@ import numpy as np
 from ..compare import Tolerance
 from ..models import GraphModel, Inputs, ModelInfo
 from ..restore.options import RestoreOptions
-from .base import Artifact, Restored
+from .base import Artifact, Restored, pack_outputs
 from .conversion import ConversionFormat, feeds, fetch_order, serving_function
 
 MAIN = "model.onnx"
@@ -123,7 +123,7 @@ class OnnxFormat(ConversionFormat):
 
         def runner(args: list[np.ndarray]) -> list[np.ndarray]:
             fed = {k: np.asarray(v) for k, v in feeds(meta, args, where).items()}
-            return [np.asarray(o) for o in session.run(names, fed)]
+            return pack_outputs(artifact, [np.asarray(o) for o in session.run(names, fed)])
 
         return Restored(artifact, session, runner,
                         how=f"ONNX Runtime {ort.__version__} (CPUExecutionProvider)")

@@ -29,7 +29,7 @@ import numpy as np
 from ..compare import Tolerance
 from ..models import GraphModel, Inputs
 from ..restore.options import RestoreOptions
-from .base import Artifact, Restored
+from .base import Artifact, Restored, pack_outputs
 from .conversion import ConversionFormat, feeds, fetch_order, graph_mapping, serving_function
 
 SIGNATURE = "serving_default"
@@ -101,8 +101,8 @@ class TFLiteFormat(ConversionFormat):
             try:
                 if meta.get("signature"):
                     out = interpreter.get_signature_runner(meta["signature"])(**fed)
-                    return [np.array(out[n]) for n in names]
-                return run_by_tensor_name(interpreter, fed, names)
+                    return pack_outputs(artifact, [np.array(out[n]) for n in names])
+                return pack_outputs(artifact, run_by_tensor_name(interpreter, fed, names))
             except RuntimeError as exc:
                 flex = re.findall(r"\((Flex\w+)\)", str(exc))
                 if not flex:
