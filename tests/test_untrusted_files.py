@@ -27,6 +27,7 @@ from test_bad_input import FORMATS, assert_clear, failure
 
 from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import containment
+from pytest_modelpersist.models import as_output_list
 from pytest_modelpersist.models import run as run_model
 
 import model_zoo
@@ -298,7 +299,8 @@ def test_savedmodel_with_a_symlinked_variables_directory_is_refused(tmp_path):
                      rf"symbolic link to {elsewhere.path / 'variables'}, outside the artifact")
         assert OPT_IN in message
     out = persist("savedmodel", tmp_path / "unsafe", unsafe=True).restore(artifact.directory)(X)
-    np.testing.assert_allclose(out[0], run_model(other, X)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[0], as_output_list(run_model(other, X))[0], rtol=1e-5,
+                               atol=1e-6)
 
 
 #: A file of each artifact moved outside it and symlinked back; the main file of a one-file
