@@ -87,6 +87,7 @@ def child_peak_growth(script: str, *args: str) -> tuple[str, float]:
                           cwd=TESTS, env={**os.environ, "PYTHONPATH": str(TESTS)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     growth = float(proc.stdout.rsplit("GROWTH_MIB", 1)[1])
+    print(f"child peak RSS grew {growth:.1f} MiB")  # shown with -s (the README's numbers)
     return proc.stdout, growth
 
 
@@ -355,6 +356,35 @@ def test_checkpoint_index_claiming_a_huge_tensor_is_refused_before_allocating(fm
                  rf"{key!r}.* declares float32\[1000000000\] \(4,000,000,000 bytes\) but the "
                  r"data files hold [\d,]+ bytes in all")
     assert OPT_IN in message
+
+
+def test_checkpoint_index_claim_is_refused_before_the_c_api_loads_it(tmp_path):
+    from pytest_modelpersist.errors import LoaderError
+
+    artifact = saved("savedmodel", tmp_path)
+    prefix = artifact.path / "variables" / "variables"
+    cf.claim_huge_tensor(str(prefix))
+    restored = persist("savedmodel", tmp_path / "safe").restore(artifact.directory,
+                                                                 loader="capi")
+    with pytest.raises(LoaderError) as info:
+        restored(X)
+    message = str(info.value)
+    assert message.startswith("[savedmodel] C API loader: ") and f"{prefix}.index" in message
+    assert "declares float32[1000000000] (4,000,000,000 bytes)" in message and OPT_IN in message
+
+
+@pytest.mark.parametrize("fmt", ["h5", "weights_h5"])
+def test_interface_readers_refuse_h5_files_reaching_other_files(fmt, tmp_path):
+    from pytest_modelpersist.interface.keras_files import (
+        legacy_h5_interface,
+        weights_h5_interface,
+    )
+
+    artifact = saved(fmt, tmp_path)
+    cf.redirect_dataset(artifact.path, KERNEL[fmt], "virtual_dataset", tmp_path / "outside")
+    read = legacy_h5_interface if fmt == "h5" else weights_h5_interface
+    with pytest.raises(containment.UnsafeArtifactError, match="a virtual dataset"):
+        read(artifact.path)
 
 
 def test_checkpoint_index_refusal_keeps_memory_bounded(tmp_path):

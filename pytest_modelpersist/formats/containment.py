@@ -146,7 +146,7 @@ def read_small_member(path: str | os.PathLike[str], name: str, *, fmt: str,
         info = check_member(archive, name, source=path, fmt=fmt, allow=allow,
                             limit=MAX_SMALL_MEMBER_BYTES)
         with archive.open(info) as member:
-            return member.read(info.file_size + 1)[: info.file_size + 1]
+            return member.read(info.file_size)
 
 
 def spill_member(path: str | os.PathLike[str], name: str, *, fmt: str,

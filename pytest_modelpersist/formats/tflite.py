@@ -153,10 +153,27 @@ def convert(converter: Any, fmt: str, select_tf_ops: bool) -> bytes:
                 "select_tf_ops=True (the Flex delegate then runs them).")
         ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither", text)))
         found = f" ops it could not convert: {', '.join(ops)};" if ops else ""
-        # The converter's message repeats a long MLIR location per op; its last line says it.
-        last = [ln.strip() for ln in text.splitlines() if ln.strip()][-1:]
-        raise ValueError(f"[{fmt}] the TFLite converter failed:{found} {' '.join(last)[:300]}"
-                         f"{hint}") from None
+        raise ValueError(f"[{fmt}] the TFLite converter failed:{found} "
+                         f"{converter_words(text)[:400]}{hint}") from None
+
+
+def converter_words(text: str) -> str:
+    """The converter's own sentences from its error text, without the MLIR around them.
+
+    The text holds, per op, a location (a call stack of every Python frame, thousands of
+    characters under pytest) before ``error: <what>``, then dumps of the MLIR function; the
+    sentences are each ``error:``'s tail and the "Some ops are not supported ..." summary.
+    """
+    said = []
+    for line in (ln.strip() for ln in text.splitlines()):
+        if "error:" in line:
+            said.append(line.split("error:", 1)[1].strip())
+        elif line.startswith("Some ops are not supported"):
+            said.append(line)
+    said = [s for s in dict.fromkeys(said) if s and not s.startswith("failed while converting")]
+    if said:
+        return "; ".join(said)
+    return next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
 
 
 @contextlib.contextmanager

@@ -117,9 +117,11 @@ def keras_archive_interface(path: Path) -> Doc:
 
 
 def legacy_h5_interface(path: Path) -> Doc:
-    """The interface of a legacy full-model `.h5` file, from its ``model_config`` attribute."""
+    """The interface of a legacy full-model `.h5` file, from its ``model_config`` attribute.
+    A file reaching other files is refused first (containment.check_h5)."""
     import h5py
 
+    _check_h5(path, "h5")
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
@@ -152,9 +154,11 @@ def checkpoint_interface(prefix: Path | str) -> Doc:
 
 
 def weights_h5_interface(path: Path) -> Doc:
-    """A Keras `.weights.h5` file's datasets (path -> dtype, shape)."""
+    """A Keras `.weights.h5` file's datasets (path -> dtype, shape); refused as
+    `legacy_h5_interface`."""
     import h5py
 
+    _check_h5(path, "weights_h5")
     found: Doc = {}
     try:
         with h5py.File(path, "r") as f:
@@ -166,3 +170,13 @@ def weights_h5_interface(path: Path) -> Doc:
     except OSError as exc:
         raise ValueError(f"{path}: not an HDF5 file ({exc})") from None
     return {"variables": dict(sorted(found.items()))}
+
+
+def _check_h5(path: Path, fmt: str) -> None:
+    """containment.check_h5 on a file h5py can open (the readers name other problems)."""
+    import h5py
+
+    from ..formats.containment import check_h5
+
+    if h5py.is_hdf5(path):
+        check_h5(path, source=path, fmt=fmt)

@@ -161,11 +161,13 @@ def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOU
 def _screen(kind: str, path: Path, fmt: str) -> None:
     """LoaderError when the graph the C API would load holds unsafe ops (see formats.pb)."""
     from ..formats import pb
+    from ..formats.containment import UnsafeArtifactError, check_checkpoint
 
     try:
         if kind == "savedmodel":
             pb.screen_saved_model(path, fmt=fmt)
+            check_checkpoint(path / "variables" / "variables", path, fmt=fmt)
         else:
             pb.screen_graph_def(pb.read_graph_def(path), fmt=fmt, path=path)
-    except (pb.UnsafeGraphError, ValueError) as exc:  # unreadable here: not screened, refused
+    except (pb.UnsafeGraphError, UnsafeArtifactError, ValueError) as exc:  # unreadable: refused
         raise LoaderError(f"[{fmt}] C API loader: {exc}") from None
