@@ -120,12 +120,17 @@ class Persist:
             if cached is not None:
                 record(self._node, "artifact_bytes", cached.bytes)
                 return cached
+            if (self.format, key) in self._cache.failed:
+                pytest.fail(self._cache.failed[self.format, key] + "\n(this save failed for an "
+                            "earlier item of the same model in this session: not redone)",
+                            pytrace=False)
             directory = self._cache.directory(self.format, key)
         else:
             self._saves += 1
             directory = self._tmp_path / "persist" / self.format / str(self._saves)
             directory.mkdir(parents=True, exist_ok=True)
-        with self._step("save", directory, info), timed(self._node, "save"):
+        with self._remember_failure(key), self._step("save", directory, info), \
+                timed(self._node, "save"):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
             artifact.meta.update(compat.artifact_meta(model))  # Keras 2: its package, positions
             if inputs is not None:  # how to rebuild the input nest from its leaves
@@ -498,6 +503,16 @@ class Persist:
             pytest.fail(f"[{self.format}] {first_lines(exc)}", pytrace=False)
         record(self._node, "model_kind", info.kind)
         return info
+
+    @contextlib.contextmanager
+    def _remember_failure(self, key: str | None) -> Iterator[None]:
+        """Record a clean save failure in the session cache under `key` (see save)."""
+        try:
+            yield
+        except pytest.fail.Exception as exc:
+            if key is not None and self._cache is not None:
+                self._cache.failed[self.format, key] = str(exc.msg)
+            raise
 
     @contextlib.contextmanager
     def _step(self, action: str, path: Path | None, info: ModelInfo | None, *,

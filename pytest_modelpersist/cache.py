@@ -62,6 +62,9 @@ class ArtifactCache:
     hits: Counter[str] = field(default_factory=Counter)
     _entries: dict[tuple[str, str], tuple[Artifact, dict[str, tuple[int, int]]]] = field(
         default_factory=dict)
+    #: Saves that failed: the other items of the same model and format (other loaders, other
+    #: tests) report the same failure instead of redoing the save.
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def lookup(self, fmt: str, key: str) -> Artifact | None:
         entry = self._entries.get((fmt, key))

@@ -106,3 +106,48 @@ def test_cache_fingerprint_follows_weights_and_input_signature():
     assert fingerprint(model, x) != before
     model.set_weights(weights)
     assert fingerprint(model, x) == before
+
+
+FAILING_SAVE = '''
+import pytest
+from pytest_modelpersist import BaseFormat
+
+class DiskFull(BaseFormat):
+    name = "disk_full"
+    kinds = frozenset({"keras"})
+    description = "a format whose save always fails (the disk is full)"
+
+    def save(self, model, directory, *, inputs):
+        with open(SAVES, "a") as f:
+            f.write("save\\n")
+        raise OSError(28, "No space left on device", str(directory / "model.bin"))
+
+    def restore(self, artifact, options):
+        raise AssertionError("never reached")
+
+def pytest_modelpersist_register_formats(registry):
+    registry.register(DiskFull())
+'''
+
+
+def test_a_failed_save_is_reported_once_per_item_not_redone(pytester):
+    saves = pytester.path / "saves.txt"
+    pytester.makeconftest(f"SAVES = {str(saves)!r}\n" + FAILING_SAVE)
+    pytester.makepyfile("""
+        import numpy as np
+        import pytest
+        import keras
+
+        @pytest.fixture(scope="module")
+        def model():
+            return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_shared(persist, model, i):
+            persist.check(model, np.ones((2, 3), np.float32), golden=False)
+    """)
+    result = pytester.runpytest("--persist-formats=disk_full")
+    result.assert_outcomes(failed=3)
+    assert saves.read_text().splitlines() == ["save"]  # one real attempt for three items
+    result.stdout.fnmatch_lines(["*[[]disk_full[]] save * failed: OSError: *No space left*"])
+    assert result.stdout.str().count("not redone") == 2
