@@ -54,7 +54,8 @@ class Persist:
 
     def __init__(self, fmt: Format, *, tmp_path: Path, options: CheckOptions,
                  nodeid: str = "", golden: GoldenTarget | None = None,
-                 loader: str = "inprocess", cache: Any = None, node: Any = None) -> None:
+                 loader: str = "inprocess", cache: Any = None, node: Any = None,
+                 archive: Any = None) -> None:
         self._fmt = fmt
         self._node = node  # the test item: figures for --persist-report and JUnit XML
         self._loader = loader
@@ -64,6 +65,7 @@ class Persist:
         self._nodeid = nodeid
         self._golden = golden
         self._saves = 0
+        self._archive = archive  # archive.item.ArchiveItem: record checks, or replay one
 
     @property
     def format(self) -> str:
@@ -232,13 +234,15 @@ class Persist:
                 pytrace=False,
             )
         attempts = self._attempts(options, build)
-        with self._step("run the original model on the inputs", None, info):
-            expected = run(model, inputs)
-        artifact = self.save(model, inputs=inputs)
         settings = self._options.merged(rtol=rtol, atol=atol, exact=exact, golden=golden)
         settings = or_fail(f"[{self.format}] persist.check: ", lambda: settings.with_decision(
             agreement=agreement, min_agreement=min_agreement, top_k=top_k,
             max_mismatch_fraction=max_mismatch_fraction))
+        if self._archive is not None and self._archive.replaying:  # a [<format>@<LABEL>] item
+            return self._archive.replay(self, inputs, attempts, settings)
+        with self._step("run the original model on the inputs", None, info):
+            expected = run(model, inputs)
+        artifact = self.save(model, inputs=inputs)
         golden_sidecar = None
         if self._golden is not None and settings.golden:
             if not self._golden.update:  # a changed interface explains changed outputs: first
@@ -279,6 +283,8 @@ class Persist:
             result.restored.append(restored)
             result.actual.append(present(actual))
             result.comparisons.append(comparisons)
+        if self._archive is not None:  # --archive-record: only artifacts that checked
+            self._archive.record(self, artifact, inputs, expected)
         return result
 
     @staticmethod
@@ -436,6 +442,13 @@ class Persist:
                              steps=steps, safe_mode=self._options.safe_mode, **options)
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def scratch(self, name: str) -> Path:
+        """A new empty directory of this test (under its tmp_path) for files to restore."""
+        self._saves += 1
+        directory = self._tmp_path / "persist" / self.format / f"{name}-{self._saves}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
     def _check_manifest(self, artifact: Artifact) -> None:
         """A directory's manifest must name this format and a path inside the directory.

@@ -8,7 +8,7 @@ parameter: every format item of one test shares one golden, and no two tests sha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from .expected import unknown_keys, xfail_marks
 from .loaders import INPROCESS, LOADERS, loaders_of, parse_loaders
 from .settings import PersistSettings, marker_options
 
+if TYPE_CHECKING:
+    from .archive import ArchiveSettings
+
 NO_FORMAT = "no-format"
 #: Why an item's marker is invalid, found after collection (a `pytest.param`'s marks).
 MARKER_ERROR = pytest.StashKey[str]()
@@ -24,13 +27,17 @@ MARKER_ERROR = pytest.StashKey[str]()
 
 @dataclass(frozen=True)
 class PersistParam:
-    """One test item's format and loader; its id is the format, or format-loader."""
+    """One test item's format and loader; its id is the format, or format-loader, or
+    format@LABEL for an archived artifact's item."""
 
     format: str
     loader: str = INPROCESS
+    archive: str | None = None  # the archive label this item replays
 
     @property
     def id(self) -> str:
+        if self.archive is not None:
+            return f"{self.format}@{self.archive}"
         return self.format if self.loader == INPROCESS else f"{self.format}-{self.loader}"
 
     def __str__(self) -> str:
@@ -66,8 +73,10 @@ def golden_identity(item: Any) -> tuple[str, str]:
 class PersistCollection:
     """Parametrizes every test requesting `persist`; validates its marker at collection."""
 
-    def __init__(self, settings: PersistSettings) -> None:
+    def __init__(self, settings: PersistSettings, archive: ArchiveSettings | None = None
+                 ) -> None:
         self.settings = settings
+        self.archive = archive
 
     def _names(self, node: Any, value: Any, keyword: str) -> list[str]:
         if value is None:
@@ -114,6 +123,11 @@ class PersistCollection:
         if chosen and not params:
             why = (f"no persist item left: loaders {','.join(loaders) or '(none)'} do not apply "
                    f"to formats {','.join(chosen)}")
+        if self.archive is not None:  # archived artifacts of the chosen formats
+            from .archive.collect import archived_params
+
+            params += [PersistParam(f, archive=label)
+                       for label, f in archived_params(self.archive, node.nodeid, chosen)]
         return params, why
 
     def expected_failures(self, node: Any) -> dict[str, str]:
@@ -127,11 +141,16 @@ class PersistCollection:
                         f"{', '.join(LOADERS)})", pytrace=False)
         return dict(value)
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, items: list[pytest.Item],
+                                      config: pytest.Config) -> None:
         """Mark the items a test's ``xfail`` map expects to fail (strict xfail).
 
         Per item, not per function: the map may come from a `pytest.param`'s marks.
         """
+        if self.archive is not None:
+            from .archive.collect import deselect_unarchived
+
+            deselect_unarchived(self.archive, items, config)
         for item in items:
             param = getattr(getattr(item, "callspec", None), "params", {}).get("persist")
             if not isinstance(param, PersistParam):

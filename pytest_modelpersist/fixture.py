@@ -7,11 +7,11 @@ marker and the run's options (settings), its golden identity, and the session ar
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .collection import golden_identity
+from .collection import PersistParam, golden_identity
 from .golden_paths import golden_dir_for
 from .settings import PersistSettings, marker_options
 
@@ -63,7 +63,22 @@ class PersistFactory:
         return Persist(fmt, tmp_path=request.getfixturevalue("tmp_path"),
                        options=settings.check_options(marker_options(node)),
                        nodeid=node.nodeid, golden=golden, loader=param.loader,
-                       cache=self.cache(request), node=node)
+                       cache=self.cache(request), node=node,
+                       archive=self.archive_item(request.config, owner, param))
+
+    @staticmethod
+    def archive_item(config: pytest.Config, owner: str, param: PersistParam) -> Any:
+        """The item's archive side (archive.item.ArchiveItem), or None without an archive or
+        when the item neither records (an item of the in-process loader) nor replays."""
+        from .archive import ARCHIVE_KEY
+
+        archive = config.stash.get(ARCHIVE_KEY, None)
+        if archive is None or not (param.archive or (archive.record and param.loader ==
+                                                     "inprocess")):
+            return None
+        from .archive.item import ArchiveItem
+
+        return ArchiveItem(archive, owner, replay=param.archive)
 
     def cache(self, request: pytest.FixtureRequest) -> ArtifactCache:
         """The session's artifact cache (created on first use, under pytest's tmp dir)."""

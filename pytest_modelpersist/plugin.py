@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from . import archive
 from .collection import PersistCollection
 from .fixture import PersistFactory
 from .ownership import GoldenOwnership
@@ -90,6 +91,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
                   type="linelist", default=[])
     reporting.add_options(parser)
+    archive.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,10 +107,11 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = config.stash[SETTINGS_KEY] = PersistSettings.from_config(config)
     factory = config.stash[FACTORY_KEY] = PersistFactory(settings)
     ownership = GoldenOwnership(settings)
+    archived = config.stash[archive.ARCHIVE_KEY] = archive.ArchiveSettings.from_config(config)
     # One plugin object per concern, each owning its hooks and state (like pytest's LFPlugin
     # and NFPlugin in cacheprovider.py). Add a concern with one more line here.
     register = config.pluginmanager.register
-    register(PersistCollection(settings), "modelpersist-collection")
+    register(PersistCollection(settings, archived), "modelpersist-collection")
     register(ownership, "modelpersist-goldens")
     register(PersistSummary(settings, ownership, factory), "modelpersist-summary")
     register(reporting.ReportPlugin(config), "modelpersist-report")

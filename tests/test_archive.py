@@ -1,0 +1,140 @@
+"""The archive (issue 13): record artifacts under a label, replay them as [<format>@<LABEL>].
+
+pytester runs with real TensorFlow and real files: a label is recorded, then replayed, then its
+files are damaged or the model code changed, and exactly the affected items must fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TEST_MODULE = """
+import numpy as np
+import keras
+
+UNITS = {units}
+NAME = {name!r}
+
+
+def build():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(UNITS, name=NAME),
+                             keras.layers.Dense(2, name="head")])
+
+
+def test_model(persist):
+    keras.utils.set_random_seed(0)
+    model = build()
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    persist.check(model, x, build=build, golden=False)
+"""
+FORMATS = "--persist-formats=h5,weights_h5"
+
+
+def module(pytester: pytest.Pytester, *, units: int = 3, name: str = "hidden") -> None:
+    pytester.makepyfile(test_m=TEST_MODULE.format(units=units, name=name))
+
+
+def record(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--persist-archive=arch", "--archive-record=v1", FORMATS,
+                              "-p", "no:cacheprovider", *args)
+
+
+def entry(pytester: pytest.Pytester, fmt: str) -> dict:
+    return json.loads(Path(pytester.path, "arch", "v1", "test_m.py", "test_model", fmt,
+                           "archive.json").read_text())
+
+
+def test_recorded_label_replays_as_passing_items(pytester):
+    module(pytester)
+    record(pytester).assert_outcomes(passed=2)
+    doc = entry(pytester, "weights_h5")
+    assert doc["versions"]["tensorflow"] and doc["versions"]["plugin"]
+    assert doc["model_kind"] == "keras" and doc["inputs"]["object"]
+    # Files are content-addressed: each object's name is its hash.
+    objects = list(Path(pytester.path, "arch", "objects").iterdir())
+    assert objects and all(len(p.name) == 64 for p in objects)
+    result = pytester.runpytest("--persist-archive=arch", FORMATS, "-v", "-p",
+                                "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*test_model?h5@v1? PASSED*",
+                                 "*test_model?weights_h5@v1? PASSED*"])
+    result.stdout.fnmatch_lines(["*modelpersist summary*", "*weights_h5@v1*1*0*0*"])
+
+
+def test_tampered_weights_file_fails_exactly_its_item(pytester):
+    module(pytester)
+    record(pytester).assert_outcomes(passed=2)
+    files = entry(pytester, "weights_h5")["files"]
+    (name, digest), = [(k, v) for k, v in files.items() if k.endswith(".weights.h5")]
+    obj = Path(pytester.path, "arch", "objects", digest)
+    data = bytearray(obj.read_bytes())
+    data[-100] ^= 0xFF
+    obj.write_bytes(bytes(data))
+    result = pytester.runpytest("--persist-archive=arch", FORMATS, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED test_m.py::test_model[[]weights_h5@v1[]]*"])
+    result.stdout.fnmatch_lines(["*[[]weights_h5@v1[]] the artifact archived under label "
+                                 "'v1' (recorded with TF *",
+                                 f"*archived file {name} (*{digest}) was modified after "
+                                 "recording*", "*--archive-retire=v1*"])
+
+
+def test_checkpoint_restored_into_a_resized_layer_fails_naming_the_variable(pytester):
+    module(pytester)
+    pytester.runpytest("--persist-archive=arch", "--archive-record=v1",
+                       "--persist-formats=tf_checkpoint").assert_outcomes(passed=1)
+    module(pytester, units=5)  # the model code changed after the release
+    result = pytester.runpytest("--persist-archive=arch", "--persist-formats=tf_checkpoint")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*[[]tf_checkpoint@v1[]] the artifact archived under label*",
+                                 "*incomplete*shape/dtype mismatch*_kernel (4, 3) float32 vs "
+                                 "model * (4, 5) float32*"])
+
+
+def test_existing_label_is_not_changed_without_overwrite(pytester):
+    module(pytester)
+    record(pytester).assert_outcomes(passed=2)
+    before = Path(pytester.path, "arch", "v1", "label.json").read_text()
+    result = record(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*archive label 'v1' exists*--archive-overwrite*"])
+    assert Path(pytester.path, "arch", "v1", "label.json").read_text() == before
+    record(pytester, "--archive-overwrite").assert_outcomes(passed=2)
+
+
+def test_size_budget_fails_the_record_with_the_sizes(pytester):
+    module(pytester)
+    pytester.makeini("[pytest]\npersist_archive_max_mb = 0.01\n")
+    result = record(pytester)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*archive label 'v1' would hold * kB with this entry*over "
+                                 "persist_archive_max_mb = 0.01 (10.2 kB); not recorded*"])
+    assert not list(Path(pytester.path, "arch", "v1").rglob("archive.json"))
+
+
+def test_retired_label_stops_running_with_its_reason_kept(pytester):
+    module(pytester)
+    record(pytester).assert_outcomes(passed=2)
+    result = pytester.runpytest("--persist-archive=arch", "--archive-retire=v1", FORMATS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--archive-retire=v1 needs --archive-reason=TEXT*"])
+    result = pytester.runpytest("--persist-archive=arch", "--archive-retire=v1",
+                                "--archive-reason=layer renamed on purpose", FORMATS)
+    result.assert_outcomes(passed=2)
+    doc = json.loads(Path(pytester.path, "arch", "v1", "label.json").read_text())
+    assert doc["retired"]["reason"] == "layer renamed on purpose"
+    result = pytester.runpytest("--persist-archive=arch", FORMATS, "--collect-only", "-q")
+    assert "@v1" not in result.stdout.str()
+
+
+def test_archive_options_need_an_archive_and_a_valid_label(pytester):
+    module(pytester)
+    result = pytester.runpytest("--archive-record=v1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--archive-record/--archive-retire need an archive*"])
+    result = pytester.runpytest("--persist-archive=arch", "--archive-record=../x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'../x' is not a valid archive label*"])
