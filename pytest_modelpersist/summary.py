@@ -63,8 +63,9 @@ class PersistSummary:
             return
         terminalreporter.section("modelpersist summary")
         names = self.settings.registry.names()
+        # Ids are format, format-loader or format@label: group them by their format.
         order = sorted(self.outcomes, key=lambda k: (
-            names.index(k.split("-")[0]) if k.split("-")[0] in names else len(names), k))
+            names.index(_format_of(k)) if _format_of(k) in names else len(names), k))
         if order:
             for line in outcome_table({f: self.outcomes[f] for f in order}):
                 terminalreporter.write_line(line)
@@ -72,3 +73,8 @@ class PersistSummary:
             terminalreporter.write_line(cache_line(**self.cache_counts))
         for line in golden_lines(self.golden_events, unused, own.unreadable, own.removed):
             terminalreporter.write_line(line)
+
+
+def _format_of(item_id: str) -> str:
+    """The format of an item id (``h5``, ``h5-subprocess``, ``h5@v1.4``)."""
+    return item_id.split("@")[0].split("-")[0]

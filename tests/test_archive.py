@@ -138,3 +138,12 @@ def test_archive_options_need_an_archive_and_a_valid_label(pytester):
     result = pytester.runpytest("--persist-archive=arch", "--archive-record=../x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'../x' is not a valid archive label*"])
+
+
+def test_unreadable_label_manifest_is_a_usage_error_naming_it(pytester):
+    module(pytester)
+    Path(pytester.path, "arch", "v1").mkdir(parents=True)
+    Path(pytester.path, "arch", "v1", "label.json").write_text("{not json")
+    result = pytester.runpytest("--persist-archive=arch", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*arch/v1/label.json: unreadable label manifest*"])

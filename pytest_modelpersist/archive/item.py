@@ -161,7 +161,10 @@ class ArchiveItem:
         self._checks += 1
         label, store = str(self.replay_label), self.settings.store
         directory = store.entry_dir(label, self.owner, persist.format, self._checks)
-        doc = store.read_entry(directory)
+        try:
+            doc = store.read_entry(directory)
+        except ArchiveError as exc:
+            pytest.fail(f"[{persist.format}@{label}] {exc}", pytrace=False)
         if doc is None:
             pytest.skip(f"[{persist.format}@{label}] label {label!r} archived no artifact for "
                         f"check {self._checks} of this test ({directory})")
@@ -179,8 +182,11 @@ class ArchiveItem:
 
         store = self.settings.store
         where = persist.scratch(f"archive-{self.replay_label}-{self._checks}")
-        store.materialize(doc["files"], where)
-        artifact = Artifact.from_directory(where)
+        try:
+            store.materialize(doc["files"], where)
+            artifact = Artifact.from_directory(where)
+        except (KeyError, TypeError, ValueError) as exc:  # a hand-edited entry
+            raise ArchiveError(f"the entry does not describe an artifact: {exc}") from None
         persist._check_manifest(artifact)
         archived_inputs = self._inputs(doc["inputs"], inputs)
         names = doc["outputs"]["names"]

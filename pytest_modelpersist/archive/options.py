@@ -47,6 +47,7 @@ class ArchiveSettings:
     record: str | None
     overwrite: bool
     max_bytes: int
+    labels: tuple[str, ...] = ()  # what replay_labels returns, read once at start
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> ArchiveSettings | None:
@@ -73,6 +74,10 @@ class ArchiveSettings:
                        bool(config.getoption("archive_overwrite")), round(max_mb * 1024 * 1024))
         if getattr(config, "workerinput", None) is None:  # the controller acts once
             settings._start(retire, config.getoption("archive_reason"))
+        try:
+            settings.labels = settings._replay_labels()
+        except ArchiveError as exc:
+            raise pytest.UsageError(str(exc)) from None
         return settings
 
     def _start(self, retire: str | None, reason: str | None) -> None:
@@ -111,12 +116,15 @@ class ArchiveSettings:
 
     def replay_labels(self) -> list[str]:
         """The labels whose entries run as items: not retired, not the one being recorded."""
+        return list(self.labels)
+
+    def _replay_labels(self) -> tuple[str, ...]:
         out = []
         for label in self.store.labels():
             doc = self.store.label_doc(label) or {}
             if label != self.record and not doc.get("retired"):
                 out.append(label)
-        return out
+        return tuple(out)
 
 
 def describe_versions(doc: dict[str, Any]) -> str:

@@ -53,6 +53,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _read_json(path: Path, what: str) -> dict[str, Any] | None:
+    """The JSON object in `path`, None when the file does not exist; ArchiveError otherwise."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ArchiveError(f"{path}: unreadable {what} ({exc})") from exc
+
+
 def _dumps(doc: Mapping[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -113,13 +123,8 @@ class ArchiveStore:
         return sorted(p.parent.name for p in self.root.glob(f"*/{LABEL_FILE}"))
 
     def label_doc(self, label: str) -> dict[str, Any] | None:
-        path = self.root / label / LABEL_FILE
-        try:
-            return dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ArchiveError(f"{path}: unreadable label manifest ({exc})") from exc
+        """The label's manifest (label.json), or None when the label does not exist."""
+        return _read_json(self.root / label / LABEL_FILE, "label manifest")
 
     def write_label(self, label: str, doc: Mapping[str, Any]) -> None:
         atomic_write(self.root / label / LABEL_FILE, lambda fh: fh.write(_dumps(doc)))
@@ -130,13 +135,8 @@ class ArchiveStore:
         return base if check == 1 else base / f"check-{check}"
 
     def read_entry(self, directory: Path) -> dict[str, Any] | None:
-        path = directory / ENTRY
-        try:
-            return dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ArchiveError(f"{path}: unreadable archive entry ({exc})") from exc
+        """The entry archived in `directory`, or None when there is none."""
+        return _read_json(directory / ENTRY, "archive entry")
 
     def write_entry(self, directory: Path, doc: Mapping[str, Any]) -> None:
         atomic_write(directory / ENTRY, lambda fh: fh.write(_dumps(doc)))
