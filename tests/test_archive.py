@@ -147,3 +147,15 @@ def test_unreadable_label_manifest_is_a_usage_error_naming_it(pytester):
     result = pytester.runpytest("--persist-archive=arch", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*arch/v1/label.json: unreadable label manifest*"])
+
+
+def test_record_and_replay_under_xdist(pytester):
+    module(pytester)
+    result = pytester.runpytest_subprocess("--persist-archive=arch", "--archive-record=v1",
+                                           FORMATS, "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert entry(pytester, "h5")["label"] == "v1"
+    result = pytester.runpytest_subprocess("--persist-archive=arch", FORMATS, "-n", "2",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*h5@v1*1*0*0*", "*weights_h5@v1*1*0*0*"])
