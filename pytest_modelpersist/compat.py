@@ -169,3 +169,107 @@ def artifact_meta(model: Any) -> dict[str, Any]:
 def legacy_keras_requested() -> bool:
     """True when ``TF_USE_LEGACY_KERAS`` asks TensorFlow 2.16+ for Keras 2 as `tf.keras`."""
     return os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes")
+
+
+def keras_package_of(model: Any) -> Any:
+    """The Keras package a model belongs to: its Keras 2 package, else `keras` (Keras 3, or
+    Keras 2.15 on TF 2.15). Imports TensorFlow when `keras` is not loaded yet."""
+    package = keras2_package(model)
+    if package is not None:
+        return package
+    from ._tf import import_keras
+
+    return import_keras()
+
+
+def build_optimizer(optimizer: Any, variables: Any) -> None:
+    """Create `optimizer`'s slot variables for `variables` unless it has them.
+
+    Keras 3 optimizers say so in `built`; Keras 2 ones have no public flag, and their
+    `build()` returns at once when already built (keras/src/optimizers/optimizer.py in Keras
+    2.15). Keras 2's legacy optimizers have no `build()`: they create slots when they train.
+    """
+    if not getattr(optimizer, "built", False) and callable(getattr(optimizer, "build", None)):
+        optimizer.build(variables)
+
+
+def metrics_variables(model: Any) -> list[Any]:
+    """A compiled model's metric variables (totals and counts): Keras 3's `metrics_variables`,
+    or each Keras 2 metric's `variables`."""
+    found = getattr(model, "metrics_variables", None)
+    if found is None:
+        found = [v for metric in getattr(model, "metrics", []) for v in metric.variables]
+    return list(found)
+
+
+def is_layer_graph(model: Any) -> bool:
+    """True for a Functional or Sequential Keras model (one whose layers can be tapped).
+
+    Neither Keras has a public test for it, so one function per version: Keras 2 marks graph
+    networks with `_is_graph_network` (Keras 2.15 and tf_keras: keras/src/engine/
+    functional.py); Keras 3's are instances of `keras.src.models.functional.Functional`.
+    """
+    package = keras2_package(model)
+    if package is not None:
+        return bool(getattr(model, "_is_graph_network", False))
+    keras = sys.modules.get("keras")
+    if keras is None or major_version(keras) < 3:
+        return False
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:  # another Keras 3 layout: Sequential models still qualify
+        return isinstance(model, keras.Sequential)
+    return isinstance(model, (Functional, keras.Sequential))
+
+
+def safe_mode_scopes() -> list[Any]:
+    """A ``SafeModeScope(True)`` for each Keras package loaded (`keras`, `tf_keras`).
+
+    In Keras 3 and Keras 2 alike a global `enable_unsafe_deserialization()` wins over an
+    explicit ``load_model(..., safe_mode=True)``, and a scope wins over it. The scope is not
+    public in either: ``<package>.src.saving.serialization_lib.SafeModeScope`` in Keras 3,
+    Keras 2.15 and tf_keras. A package without it gets none (the argument still applies).
+    """
+    scopes = []
+    for name in ("keras", "tf_keras"):
+        if name not in sys.modules:
+            continue
+        try:
+            lib = importlib.import_module(f"{name}.src.saving.serialization_lib")
+        except ImportError:
+            continue
+        scope = getattr(lib, "SafeModeScope", None)
+        if scope is not None:
+            scopes.append(scope(True))
+    return scopes
+
+
+def unregistered_objects(package: Any, path: Any) -> list[dict[str, Any]]:
+    """The objects of a `.keras` archive's config whose registered class (``zoo>Gated``) the
+    Keras 2 `package` does not know in this process; [] when none, or not a readable archive.
+
+    Keras 2 reads such an object as its class name when the config names a module (the class
+    was defined outside ``__main__``) and fails later with "'str' object is not callable"
+    (keras/src/saving/serialization_lib.py in Keras 2.15): this names the class instead.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found: list[dict[str, Any]] = []
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(reversed(node))
+        elif isinstance(node, dict):
+            name = node.get("registered_name")
+            if (isinstance(name, str) and ">" in name and "class_name" in node
+                    and package.saving.get_registered_object(name) is None):
+                found.append(node)
+            pending.extend(reversed(list(node.values())))
+    return found

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .compare import Tolerance, compare_array, tolerance_for
+from .compat import is_layer_graph, keras_package_of, short_name
 
 #: Layers compared at most (one forward pass per model computes them all; the bound keeps the
 #: extra outputs' memory and the report small for very deep models).
@@ -75,27 +76,11 @@ def tapped_layers(model: Any, max_layers: int = MAX_LAYERS) -> tuple[list[Any], 
 
 def layer_outputs(model: Any, layers: Sequence[Any], inputs: list[np.ndarray]) -> list[Any]:
     """Each layer's output on `inputs`, in one forward pass of a tapped copy of `model`."""
-    import keras
-
+    keras = keras_package_of(model)
     tapped = keras.Model(list(model.inputs), [layer.output for layer in layers])
     out = tapped(list(inputs), training=False)
     out = out if isinstance(out, (list, tuple)) else [out]
     return [np.asarray(o) for o in out]
-
-
-def is_layer_graph(model: Any) -> bool:
-    """True for a Functional or Sequential Keras model (one whose layers can be tapped)."""
-    import sys
-
-    if "keras" not in sys.modules:
-        return False
-    import keras
-
-    try:
-        from keras.src.models.functional import Functional
-    except ImportError:  # another Keras layout: Sequential models still qualify
-        return isinstance(model, keras.Sequential)
-    return isinstance(model, (Functional, keras.Sequential))
 
 
 def first_divergence(original: Any, restored: Any, inputs: list[np.ndarray], *,
@@ -142,7 +127,9 @@ def weights_difference(a: Any, b: Any) -> str:
         return "it has no weights"
     if len(wa) != len(wb):
         return f"its weights differ in number: {len(wa)} != {len(wb)}"
-    names = [getattr(v, "name", str(i)) for i, v in enumerate(a.weights)]
+    # Keras 3 names a weight `kernel`; Keras 2 `hidden/kernel:0`: the layer is named already
+    names = [short_name(getattr(v, "name", str(i))).rsplit("/", 1)[-1]
+             for i, v in enumerate(a.weights)]
     diffs = []
     for name, x, y in zip(names, wa, wb, strict=False):
         if x.shape != y.shape:

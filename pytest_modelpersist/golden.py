@@ -296,11 +296,14 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
 
     arrays_path = atomic_write(sidecar.parent / f"{stem}.npz",
                                lambda fh: np.savez(fh, **members), rename_to=content_addressed)
+    from .interface_golden import by_toolchain
+
     previous = None
-    interfaces = None  # per-format interfaces (interface_golden) outlive an outputs update
+    interfaces = None  # the interfaces (interface_golden) outlive an outputs update
     with contextlib.suppress(GoldenError):
         old = read_sidecar(sidecar)
-        previous, interfaces = old.get("arrays"), old.get("interfaces")
+        # by toolchain, before recorded_with changes: an old sidecar's are its TF version's
+        previous, interfaces = old.get("arrays"), by_toolchain(old)
     doc = {
         "golden_format": FORMAT_VERSION,
         "test": test,
@@ -310,7 +313,7 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
         "outputs": {n: {**summary(a), "crc32": crcs[n]} for n, a in zip(names, arrays,
                                                                          strict=True)},
     }
-    if isinstance(interfaces, dict):
+    if interfaces:
         doc["interfaces"] = interfaces
     text = dumps_readable(doc)
     atomic_write(sidecar, lambda fh: fh.write(text.encode()))

@@ -38,7 +38,8 @@ _KERAS_CALL = re.compile(
     r"(?:\s*Arguments received by .*)?", re.DOTALL)
 _MISSING_CLASS = re.compile(
     r"Could not locate (?:class|function) '(?P<name>[\w.]+)'"
-    r"|Unknown (?:layer|object|class)(?: name)?: '?(?P<name2>[\w.]+)'?")
+    r"|Unknown (?:layer|object|class)(?: name)?: '?(?P<name2>[\w.>]+)'?"
+    r"|Cannot deserialize object of type `(?P<name3>[\w.]+)`")  # the last: Keras 2
 _MISSING_MODULE = re.compile(r"No module named '(?P<module>[\w.]+)'")
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Exit)\b:?")
 
@@ -124,7 +125,8 @@ def missing_name(text: str) -> Missing | None:
     """The class or module a restore error says it could not find, or None."""
     found = _MISSING_CLASS.search(text)
     if found:
-        return Missing("class", (found.group("name") or found.group("name2")).split(">")[-1])
+        name = found.group("name") or found.group("name2") or found.group("name3")
+        return Missing("class", name.split(">")[-1])
     found = _MISSING_MODULE.search(text)
     return Missing("module", found.group("module")) if found else None
 

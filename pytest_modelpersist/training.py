@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from . import compat
 from ._tf import import_keras, import_tensorflow
+from .models import tf_variable
 from .training_state import (
     align_rng,
     compile_summary,
@@ -116,7 +118,7 @@ def _all_variables(model: Any) -> list[Any]:
     found = list(model.variables)
     if getattr(model, "optimizer", None) is not None:
         found += list(model.optimizer.variables)
-    return found + list(getattr(model, "metrics_variables", []))
+    return found + compat.metrics_variables(model)
 
 
 @contextlib.contextmanager
@@ -137,10 +139,10 @@ def put_back(model: Any) -> Iterator[None]:
 
 
 def require_compiled(model: Any) -> None:
-    keras = import_keras()
+    keras = compat.keras_package_of(model)
     if not isinstance(model, keras.Model):
         raise TrainingCheckError(
-            f"check_training trains Keras 3 models (compile + train_on_batch); got "
+            f"check_training trains Keras models (compile + train_on_batch); got "
             f"{type(model).__name__}")
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
         raise TrainingCheckError("check_training needs a compiled model: call "
@@ -167,12 +169,12 @@ def ready_for_training(restored: Any, original: Any, first: Batch, notes: list[s
         # The optimizer object itself, not the config's copy: Keras 3's legacy HDF5 save pops
         # "optimizer" from the live model's compile config (keras/src/legacy/saving/
         # saving_utils.py), and compile_from_config then picks RMSprop.
-        config["optimizer"] = import_keras().optimizers.serialize(original.optimizer)
+        keras = compat.keras_package_of(original)
+        config["optimizer"] = keras.optimizers.serialize(original.optimizer)
         restored.compile_from_config(config)
     if len(restored.variables) < len(original.variables):
         restored(first[0], training=False)  # a subclassed build() may create them lazily
-    if not restored.optimizer.built:
-        restored.optimizer.build(restored.trainable_variables)
+    compat.build_optimizer(restored.optimizer, restored.trainable_variables)
     return problems
 
 
@@ -184,7 +186,8 @@ def state_problems(original: Any, restored: Any, *, rtol: float, atol: float,
     for label, (ours, theirs) in (("model variables", (original.variables, restored.variables)),
                                   ("optimizer variables", (original.optimizer.variables,
                                                            restored.optimizer.variables))):
-        pairs, unmatched = pair_variables(ours, theirs, optimizer=label.startswith("opt"))
+        pairs, unmatched = pair_variables(ours, theirs, optimizer=label.startswith("opt"),
+                                          owners=_optimizer_names(original, restored))
         if unmatched:
             problems.append(f"{label} missing from the restored model: {', '.join(unmatched)}")
         rng = align_rng(pairs)
@@ -199,6 +202,10 @@ def state_problems(original: Any, restored: Any, *, rtol: float, atol: float,
     if changed:
         problems.append(f"compile configuration differs: {'; '.join(changed)}")
     return problems
+
+
+def _optimizer_names(*models: Any) -> set[str]:
+    return {str(getattr(m.optimizer, "name", "")) for m in models} - {""}
 
 
 def _log_problems(ours: list[dict[str, float]], theirs: list[dict[str, float]], first_step: int,
@@ -225,7 +232,7 @@ def continued_problems(original: Any, restored: Any, batches: Sequence[Batch], *
     for label, pairs in (("weights", pair_variables(original.variables, restored.variables)[0]),
                          ("optimizer variables", pair_variables(
                              original.optimizer.variables, restored.optimizer.variables,
-                             optimizer=True)[0])):
+                             optimizer=True, owners=_optimizer_names(original, restored))[0])):
         wrong = describe_differences(pairs, rtol=rtol, atol=atol)
         if wrong:
             found.append(f"{label} differ: {', '.join(wrong)}")
@@ -265,8 +272,7 @@ def check_training(model: Any, data: Any, *, fmt: str, directory: Path, save: Sa
         # GPU kernels (cuDNN, atomics) are not deterministic by default; CPU ones are.
         tf.config.experimental.enable_op_determinism()
     batches = batches_of(data, 2 * steps, batch_size)
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    compat.build_optimizer(model.optimizer, model.trainable_variables)
     with put_back(model):
         _train(model, batches[:steps], seed)
         path = save(model, directory)
@@ -305,14 +311,16 @@ class TrainingIO:
     holds_compile: bool
 
 
-def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = True
-              ) -> TrainingIO:
+def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = True,
+              keras: Any = None) -> TrainingIO:
     """The built-in way `fmt` saves and restores training state.
 
-    Raises TrainingCheckError when the format needs `build` and has none; KeyError (with the
-    reason, see NO_TRAINING_STATE) when the format cannot hold training state.
+    `keras` is the package whose `load_model` reads the files (the model's: `tf_keras` for a
+    Keras 2 model; default `keras`). Raises TrainingCheckError when the format needs `build`
+    and has none; KeyError (with the reason, see NO_TRAINING_STATE) when the format cannot
+    hold training state.
     """
-    keras, tf = import_keras(), import_tensorflow()
+    keras, tf = keras or import_keras(), import_tensorflow()
 
     def rebuilt(prepare: Callable[[Any], Any]) -> Any:
         if build is None:
@@ -377,7 +385,7 @@ def _saver_vars(model: Any) -> dict[str, Any]:
     differ (``dense_1``), its variable order does not."""
     named = {f"model/{i:04d}": v for i, v in enumerate(model.variables)}
     named.update({f"optimizer/{i:04d}": v for i, v in enumerate(model.optimizer.variables)})
-    return {k: getattr(v, "value", v) for k, v in named.items()}
+    return {k: tf_variable(v) for k, v in named.items()}
 
 
 def save_saver(model: Any, directory: Path) -> Path:
@@ -415,7 +423,8 @@ def check_in_test(fmt: str, model: Any, data: Any, *, directory: Path,
                         lambda path, prepare: user_load(path), "your save= and load=", False)
     else:
         try:
-            io = format_io(fmt, build=build, safe_mode=safe_mode)
+            io = format_io(fmt, build=build, safe_mode=safe_mode,
+                           keras=compat.keras_package_of(model))
         except KeyError as exc:
             pytest.skip(f"[{fmt}] {exc.args[0]}")
     directory.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ by the original's Keras 3 paths (``dense/kernel``, ``optimizer/dense_kernel_mome
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,36 +19,43 @@ RNG_SUFFIX = "seed_generator_state"
 
 
 def name_of(v: Any) -> str:
-    return str(getattr(v, "path", None) or getattr(v, "name", "?"))
+    """Keras 3's variable path, or a Keras 2 variable's name without its ``:0``."""
+    return str(getattr(v, "path", None) or getattr(v, "name", "?")).split(":", 1)[0]
 
 
-def tail(path: str) -> str:
-    """A path without its owner: ``adam/x`` and ``adam_1/x`` are the same optimizer slot."""
-    return path.split("/", 1)[-1]
+def tail(path: str, owners: Collection[str] = ()) -> str:
+    """A path without its owner: ``adam/x`` and ``adam_1/x`` are the same optimizer slot.
+
+    With `owners` (the optimizers' names) only a first part that is one of them goes: a Keras 2
+    slot is ``m/dense/kernel`` or, built in the optimizer's name scope, ``Adam/m/dense/kernel``.
+    """
+    head, sep, rest = path.partition("/")
+    return rest if sep and (not owners or head in owners) else path
 
 
-def pair_variables(ours: Sequence[Any], theirs: Sequence[Any], *, optimizer: bool = False
-                   ) -> tuple[list[Pair], list[str]]:
+def pair_variables(ours: Sequence[Any], theirs: Sequence[Any], *, optimizer: bool = False,
+                   owners: Collection[str] = ()) -> tuple[list[Pair], list[str]]:
     """Pairs by position when the counts match, else by path; plus the original's names that
     have no partner. An optimizer's variables are named ``optimizer/<slot>``
-    (``optimizer/dense_kernel_momentum``): its own name (``adam_3``) depends on how many
-    optimizers the process made before."""
-    pairs, missing = _pairs(ours, theirs)
+    (``optimizer/dense_kernel_momentum``): its own name (``adam_3``, one of `owners` when
+    given) depends on how many optimizers the process made before."""
+    pairs, missing = _pairs(ours, theirs, owners)
     if optimizer:
-        pairs = [(f"optimizer/{tail(n)}", a, b) for n, a, b in pairs]
-        missing = [f"optimizer/{tail(n)}" for n in missing]
+        pairs = [(f"optimizer/{tail(n, owners)}", a, b) for n, a, b in pairs]
+        missing = [f"optimizer/{tail(n, owners)}" for n in missing]
     return pairs, missing
 
 
-def _pairs(ours: Sequence[Any], theirs: Sequence[Any]) -> tuple[list[Pair], list[str]]:
+def _pairs(ours: Sequence[Any], theirs: Sequence[Any], owners: Collection[str]
+           ) -> tuple[list[Pair], list[str]]:
     if len(ours) == len(theirs):
         return [(name_of(a), a, b) for a, b in zip(ours, theirs, strict=True)], []
 
     by_path = {name_of(b): b for b in theirs}
-    by_tail = {tail(name_of(b)): b for b in theirs}
+    by_tail = {tail(name_of(b), owners): b for b in theirs}
     pairs, missing = [], []
     for a in ours:
-        partner = by_path.get(name_of(a), by_tail.get(tail(name_of(a))))
+        partner = by_path.get(name_of(a), by_tail.get(tail(name_of(a), owners)))
         if partner is None:
             missing.append(name_of(a))
         else:
@@ -147,10 +154,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         if value.get("class_name") == "function" and isinstance(value.get("config"), str):
             return value["config"]
+        config = value.get("config")
+        if value.get("class_name") == "MeanMetricWrapper" and isinstance(config, Mapping):
+            return config.get("name")  # Keras 2's legacy HDF5: a metric given by name
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _one_output(metrics: Any) -> Any:
+    """``[[m1, m2]]`` (Keras 2's legacy HDF5 lists metrics per output) as ``[m1, m2]``."""
+    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
+        return metrics[0]
+    return metrics
 
 
 def compile_summary(model: Any) -> dict[str, Any]:
@@ -161,8 +178,8 @@ def compile_summary(model: Any) -> dict[str, Any]:
     return {
         "loss": _plain(config.get("loss")),
         "loss_weights": _plain(config.get("loss_weights")),
-        "metrics": _plain(config.get("metrics")),
-        "weighted_metrics": _plain(config.get("weighted_metrics")),
+        "metrics": _plain(_one_output(config.get("metrics"))),
+        "weighted_metrics": _plain(_one_output(config.get("weighted_metrics"))),
         "optimizer": type(optimizer).__name__,
         **{f"optimizer.{k}": v for k, v in opt_config.items()},
     }

@@ -61,10 +61,23 @@ class Damaged(WrappedFormat):
 
 # ---- primitives -------------------------------------------------------------------------------
 
+#: Keras 2's name for a file Keras 3 names otherwise (weights_h5 writes the legacy
+#: layer-named `model_weights.h5` for a Keras 2 model, TF 2.15's own `keras`).
+KERAS2_NAMES = {"model.weights.h5": "model_weights.h5"}
+
+
+def at(directory: Path, rel: str) -> Path:
+    """`directory / rel`, or the Keras 2 name of that file where that is what was saved."""
+    path, alias = directory / rel, KERAS2_NAMES.get(rel)
+    if alias and not path.exists() and (directory / alias).exists():
+        return directory / alias
+    return path
+
+
 
 def truncate(rel: str, keep: float = 0.5) -> Apply:
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         data = path.read_bytes()
         path.write_bytes(data[: int(len(data) * keep)])
 
@@ -75,7 +88,7 @@ def garbage(rel: str, seed: int = 6) -> Apply:
     """Same size, random bytes (deterministic)."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         size = max(path.stat().st_size, 64)
         path.write_bytes(random.Random(seed).randbytes(size))
 
@@ -84,14 +97,14 @@ def garbage(rel: str, seed: int = 6) -> Apply:
 
 def empty(rel: str) -> Apply:
     def apply(directory: Path, donors: Donors) -> None:
-        (directory / rel).write_bytes(b"")
+        at(directory, rel).write_bytes(b"")
 
     return apply
 
 
 def delete(rel: str) -> Apply:
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -104,7 +117,7 @@ def replace_with(rel: str, donor_format: str, donor_rel: str) -> Apply:
     """Put another format's file (or directory) where this format's file is expected."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        target, source = directory / rel, donors[donor_format] / donor_rel
+        target, source = at(directory, rel), at(donors[donor_format], donor_rel)
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
@@ -126,14 +139,14 @@ def lfs_pointer(rel: str) -> Apply:
     """What a checkout without `git lfs pull` holds in place of the file."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        (directory / rel).write_bytes(LFS_POINTER)
+        at(directory, rel).write_bytes(LFS_POINTER)
 
     return apply
 
 
 def write_text(rel: str, text: str) -> Apply:
     def apply(directory: Path, donors: Donors) -> None:
-        (directory / rel).write_text(text)
+        at(directory, rel).write_text(text)
 
     return apply
 
@@ -142,7 +155,7 @@ def rewrite_member(rel: str, member: str, change: Callable[[bytes], bytes]) -> A
     """Rewrite one member of a zip archive (a `.keras` file), keeping the others."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         tmp = path.with_name(path.name + ".rewrite")
         with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w") as zout:
             for item in zin.infolist():
@@ -157,7 +170,7 @@ def drop_member(rel: str, member: str) -> Apply:
     """Remove one member of a zip archive."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         tmp = path.with_name(path.name + ".rewrite")
         with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w") as zout:
             for item in zin.infolist():
@@ -172,7 +185,7 @@ def flip_stored_bytes(rel: str, member: str) -> Apply:
     """Flip bytes inside a zip member's stored data, leaving its recorded CRC-32 stale."""
 
     def apply(directory: Path, donors: Donors) -> None:
-        path = directory / rel
+        path = at(directory, rel)
         with zipfile.ZipFile(path) as zf:
             info = zf.getinfo(member)
         data = bytearray(path.read_bytes())
@@ -197,6 +210,9 @@ def half(data: bytes) -> bytes:
 
 SM_DATA = f"{SM}/variables/variables.data-00000-of-00001"
 NO_FILE = r"No such file or directory"
+# Keras 3 / Keras 2 (TF 2.15) on a missing file; TF 2.21 / TF 2.15 on a corrupt protobuf
+NO_FILE_KERAS = r"(?:No such file or directory|File not found|No file or directory found at)"
+PB_CORRUPT = r"(?:Wire format was corrupt|Error parsing message)"
 NOT_TEXT = r"not text where text or a protobuf was expected: corrupt, truncated"
 LFS = r"is a Git LFS pointer, not the file: run `git lfs pull`"
 NOT_INDEX = r"is not a checkpoint index \(an SSTable\): truncated, corrupt"
@@ -265,7 +281,7 @@ DAMAGES: list[Damage] = [
       r"file signature not found.*model\.h5 is not an HDF5 file"),
     D("h5", "empty", "model.h5 empty", empty("model.h5"), r"model\.h5 is empty"),
     D("h5", "missing part", "model.h5 deleted", delete("model.h5"),
-      rf"{NO_FILE}.*model\.h5 does not exist"),
+      rf"{NO_FILE_KERAS}.*model\.h5 does not exist"),
     D("h5", "other format", "model.h5 is a .keras zip",
       replace_with("model.h5", "keras", "model.keras"),
       r"model\.h5 is a zip archive \(\.keras\), not an HDF5 file"),
@@ -279,14 +295,14 @@ DAMAGES: list[Damage] = [
     D("weights_h5", "garbage", "model.weights.h5 replaced by random bytes",
       garbage("model.weights.h5"), r"file signature not found.*is not an HDF5 file"),
     D("weights_h5", "empty", "model.weights.h5 empty", empty("model.weights.h5"),
-      r"model\.weights\.h5 is empty"),
+      r"model[._]weights\.h5 is empty"),
     D("weights_h5", "missing part", "model.weights.h5 deleted", delete("model.weights.h5"),
-      rf"{NO_FILE}.*model\.weights\.h5 does not exist"),
+      rf"{NO_FILE}.*model[._]weights\.h5 does not exist"),
     D("weights_h5", "other format", "model.weights.h5 is a full-model legacy .h5",
       replace_with("model.weights.h5", "h5", "model.h5"),
       r"was incomplete: restored 0; missing from the file 5: layers/scale/vars/0"),
     D("weights_h5", "git lfs pointer", "model.weights.h5 is a Git LFS pointer",
-      lfs_pointer("model.weights.h5"), rf"model\.weights\.h5 {LFS}"),
+      lfs_pointer("model.weights.h5"), rf"model[._]weights\.h5 {LFS}"),
     # keras: the .keras zip archive
     D("keras", "truncated", "model.keras cut to half", truncate("model.keras"),
       r"model\.keras starts like a zip archive but is not a complete one: truncated"),
@@ -294,7 +310,7 @@ DAMAGES: list[Damage] = [
       r"model\.keras is not a zip archive \(\.keras\) \(unrecognized bytes"),
     D("keras", "empty", "model.keras empty", empty("model.keras"), r"model\.keras is empty"),
     D("keras", "missing part", "model.keras deleted", delete("model.keras"),
-      r"File not found.*model\.keras does not exist"),
+      rf"{NO_FILE_KERAS}.*model\.keras does not exist"),
     D("keras", "broken member", "config.json inside model.keras is not JSON",
       rewrite_member("model.keras", "config.json", lambda b: b"{not json" + b[:40]),
       r"JSONDecodeError: Expecting property name"),
@@ -313,10 +329,10 @@ DAMAGES: list[Damage] = [
       rf"model\.keras {LFS}"),
     # savedmodel: a directory
     D("savedmodel", "truncated", "saved_model.pb cut to half", truncate(f"{SM}/saved_model.pb"),
-      r"Cannot parse file .*saved_model\.pb.*Wire format was corrupt"),
+      rf"Cannot parse file .*saved_model\.pb.*{PB_CORRUPT}"),
     D("savedmodel", "garbage", "saved_model.pb replaced by random bytes",
       garbage(f"{SM}/saved_model.pb"),
-      r"Cannot parse file .*saved_model\.pb.*Wire format was corrupt"),
+      rf"Cannot parse file .*saved_model\.pb.*{PB_CORRUPT}"),
     D("savedmodel", "empty", "saved_model.pb empty", empty(f"{SM}/saved_model.pb"),
       r"0 MetaGraphs.*saved_model\.pb is empty"),
     D("savedmodel", "missing part", "variables/ deleted", delete(f"{SM}/variables"),

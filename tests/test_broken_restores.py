@@ -83,6 +83,12 @@ def test_wrong_weights_in_file_are_caught(fmt_name, kind, make, make_impostor, b
         message = failure(lambda: persist.check(model, x, build=build))
     except pytest.skip.Exception:
         pytest.skip(f"{fmt_name} does not hold {kind} models")
+    if fmt_name == "weights_h5" and kind == "keras" and model_zoo.keras_major() == 2:
+        # Keras 2's weights file is layer-named: the impostor's layers (auto-named after the
+        # model's) are caught by name before any output is computed.
+        assert message.startswith(f"[{fmt_name}] restore of "), message
+        assert "unused in the file: " in message and "(map it: var_map=" in message
+        return
     assert message.startswith(f"[{fmt_name}] restored outputs differ")
     assert "max abs difference" in message and "worst element at" in message
     assert str(tmp_path) in message  # the artifact's path

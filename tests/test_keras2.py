@@ -18,6 +18,7 @@ from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.models import KERAS2, as_output_list, describe, variables
 
 import keras2_zoo
+import model_zoo
 
 FORMATS = {cls.name: cls for cls in BUILTIN_FORMATS}
 
@@ -152,3 +153,85 @@ def test_importing_the_plugin_imports_no_keras2(pytester):
         "bad = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules];"
         "print('IMPORTED', bad); sys.exit(1 if bad else 0)"))
     assert result.ret == 0, result.stdout.str()
+
+
+# ---- compat.py: one function per version where no public API says it ----------------------
+
+
+def both_kerases() -> list[Any]:
+    """`keras` (Keras 3; Keras 2.15 on TF 2.15) and the Keras 2 package, each once."""
+    found = [model_zoo.import_keras(), keras2_zoo.keras2()]
+    return [k for i, k in enumerate(found) if k not in found[:i]]
+
+
+def test_layer_graphs_are_recognised_in_each_keras():
+    from pytest_modelpersist import compat
+
+    for keras in both_kerases():
+        inp = keras.Input((4,))
+        functional = keras.Model(inp, keras.layers.Dense(2)(inp))
+        sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        assert compat.is_layer_graph(functional) and compat.is_layer_graph(sequential), keras
+        assert compat.keras_package_of(functional) is keras
+    assert not compat.is_layer_graph(keras2_zoo.subclassed())
+    assert not compat.is_layer_graph(model_zoo.subclassed())
+
+
+def lambda_model(keras: Any, marker: Any) -> Any:
+    code = f"lambda t: (open({str(marker)!r}, 'a').write('ran'), t * 2.0)[1]"
+    inp = keras.Input((4,), name="x")
+    return keras.Model(inp, keras.layers.Lambda(eval(code))(inp))  # noqa: S307 - our own
+
+
+def test_keras2_safe_mode_holds_against_a_global_unsafe_switch(tmp_path):
+    """Keras 2's global enable_unsafe_deserialization() wins over load_model(safe_mode=True);
+    the plugin's scope (compat.safe_mode_scopes) wins over it (test_bad_input: Keras 3)."""
+    import importlib
+
+    keras = keras2_zoo.keras2()
+    marker = tmp_path / "ran"
+    persist = Persist(FORMATS["keras"](), tmp_path=tmp_path / "p", options=CheckOptions())
+    artifact = persist.save(lambda_model(keras, marker), inputs=X4)
+    marker.unlink()
+    lib = importlib.import_module(f"{keras.__name__}.src.saving.serialization_lib")
+    before = getattr(lib.SAFE_MODE, "safe_mode", None)
+    keras.__internal__.enable_unsafe_deserialization()
+    try:
+        message = failure(lambda: persist.restore(artifact.directory))
+    finally:
+        lib.SAFE_MODE.safe_mode = before
+    assert message.startswith("[keras] ") and "Lambda" in message, message
+    assert not marker.exists()
+
+
+GATED2 = textwrap.dedent("""
+    import keras2_zoo
+
+    keras = keras2_zoo.keras2()
+
+    @keras.saving.register_keras_serializable(package="zoo2")
+    class Gated2(keras.layers.Layer):
+        def call(self, x):
+            return x * keras.activations.sigmoid(x)
+""")
+
+
+def test_unregistered_class_in_a_keras2_archive_is_named(tmp_path, monkeypatch):
+    """Keras 2 reads an unregistered class defined outside __main__ as its name and fails with
+    "'str' object is not callable"; the plugin names the class, as Keras 3 does."""
+    (tmp_path / "gated2zoo.py").write_text(GATED2)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gated2zoo
+
+    keras = keras2_zoo.keras2()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), gated2zoo.Gated2()])
+    persist = Persist(FORMATS["keras"](), tmp_path=tmp_path / "p", options=CheckOptions())
+    artifact = persist.save(model, inputs=X4)
+    keras.saving.get_custom_objects().pop("zoo2>Gated2")
+    try:
+        message = failure(lambda: persist.restore(artifact.directory))
+    finally:
+        sys.modules.pop("gated2zoo", None)
+    assert "Could not locate class 'Gated2' (module 'gated2zoo', registered as 'zoo2>Gated2')" \
+        in message, message
+    assert "Full object config" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,13 +30,17 @@ GATED = textwrap.dedent('''
     @keras.saving.register_keras_serializable(package="zoo")
     class Gated(keras.layers.Layer):
         def call(self, x):
-            return x * keras.ops.sigmoid(x)
+            return x * keras.activations.sigmoid(x)
 ''')
 
 
 def test_keras_layer_error_loses_its_escape_codes_and_names_the_layer() -> None:
     import keras
 
+    import model_zoo
+
+    model_zoo.keras3_only("Keras 3 wraps a layer's call error in escape codes and 'Arguments "
+                          "received by ...'")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     with pytest.raises(ValueError) as info:
         model(np.ones((2, 3), "float32"))
@@ -92,6 +97,10 @@ def gated_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_keras_config_dump_is_reduced_to_the_missing_class(gated_model, tmp_path) -> None:
     import keras
 
+    import model_zoo
+
+    model_zoo.keras3_only("Keras 3 appends the object's whole config to a deserialization error "
+                          "(the plugin's own Keras 2 message: test_keras2.py)")
     gated_model.save(tmp_path / "m.keras")
     keras.saving.get_custom_objects().pop("zoo>Gated")
     with pytest.raises(TypeError) as info:
@@ -143,7 +152,8 @@ def test_subprocess_failure_that_is_not_a_missing_class_does_not_blame_imports(
     message = str(info.value)
     assert "not importable" not in message and "persist_subprocess" not in message
     assert "restore failed in a fresh interpreter: ValueError: " in message
-    assert "expected axis -1 of input shape to have value 4" in message
+    assert re.search(r"expected axis -1 of input shape to have value 4"  # Keras 3
+                     r"|expected shape=\(None, 4\), found shape=\(2, 3\)", message), message
     assert "\x1b" not in message and "[1m" not in message
 
 

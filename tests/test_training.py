@@ -15,7 +15,19 @@ from pytest_modelpersist.training import (
     format_io,
 )
 
+import model_zoo
+
 keras = pytest.importorskip("keras")
+#: TF 2.15's `keras` is Keras 2: other slot names, and its legacy HDF5 keeps the optimizer.
+KERAS2 = keras.__version__.startswith("2.")
+
+
+def slot(weight: str, which: str) -> str:
+    """An Adam slot as the report names it: Keras 3 ``dense_kernel_momentum``, Keras 2
+    ``m/dense/kernel`` (`which` is ``momentum`` or ``velocity``)."""
+    if KERAS2:
+        return f"{which[0]}/{weight}"
+    return f"{weight.replace('/', '_')}_{which}"
 
 
 def build(*, norm: bool = False, dropout: bool = False, loss: str = "binary_crossentropy",
@@ -45,8 +57,11 @@ def run(fmt: str, model: Any, data: Any, tmp_path: Path, *, build_fn: Any = buil
                           how=io.how, holds_compile=io.holds_compile, **kwargs)
 
 
-@pytest.mark.parametrize("fmt", ["keras", "tf_checkpoint", "ckpt", "weights_h5"])
+@pytest.mark.parametrize("fmt", ["keras", "tf_checkpoint", "ckpt", "weights_h5", "h5"])
 def test_correct_round_trip_resumes_exactly(fmt: str, data: Any, tmp_path: Path) -> None:
+    if fmt == "h5" and not KERAS2:
+        pytest.skip("Keras 3's legacy HDF5 loses the optimizer's slots "
+                    "(test_legacy_h5_loses_optimizer_slots); Keras 2's keeps them")
     keras.utils.set_random_seed(1)
     model = build()
     report = run(fmt, model, data, tmp_path)
@@ -81,9 +96,10 @@ def test_include_optimizer_false_names_the_slots(data: Any, tmp_path: Path) -> N
     text = report.text()
     assert "compile configuration not restored: the restored model is not compiled" in text
     assert ("optimizer variables not restored: optimizer/iteration (2 -> 0), "
-            "optimizer/dense_kernel_momentum (max abs diff") in text
-    for slot in ("dense_kernel_velocity", "probs_bias_momentum", "probs_bias_velocity"):
-        assert f"optimizer/{slot}" in text
+            f"optimizer/{slot('dense/kernel', 'momentum')} (max abs diff") in text
+    for name in (slot("dense/kernel", "velocity"), slot("probs/bias", "momentum"),
+                 slot("probs/bias", "velocity")):
+        assert f"optimizer/{name}" in text
     assert "after 2 more steps on both (uninterrupted vs restored):" in text
     # step 3 starts from restored weights (same loss); its update uses the fresh optimizer
     assert "loss at step 4:" in text
@@ -109,7 +125,8 @@ def test_weights_only_save_names_the_slots(data: Any, tmp_path: Path) -> None:
     assert not report.ok
     line = next(p for p in report.problems if p.startswith("optimizer variables not restored"))
     assert "optimizer/iteration (2 -> 0)" in line
-    assert "optimizer/dense_kernel_momentum" in line and "optimizer/probs_kernel_velocity" in line
+    assert f"optimizer/{slot('dense/kernel', 'momentum')}" in line
+    assert f"optimizer/{slot('probs/kernel', 'velocity')}" in line
     assert not any(p.startswith("model variables not restored") for p in report.problems)
 
 
@@ -117,6 +134,7 @@ def test_legacy_h5_loses_optimizer_slots(data: Any, tmp_path: Path) -> None:
     """Keras 3 writes the slots into the file's optimizer_weights group, but load_model
     restores only the iteration count and learning rate, and the optimizer then refuses to
     train the model's variables."""
+    model_zoo.keras3_only("the legacy HDF5 loader drops the optimizer's slots")
     keras.utils.set_random_seed(1)
     report = run("h5", build(), data, tmp_path)
     assert not report.ok
@@ -162,7 +180,8 @@ def test_dropout_rng_state_is_aligned_and_noted(data: Any, tmp_path: Path) -> No
     keras.utils.set_random_seed(1)
     report = run("keras", build(dropout=True), data, tmp_path)
     assert report.ok, report.text()
-    assert any(n.startswith("RNG state not restored (seed_generator") for n in report.notes)
+    if not KERAS2:  # Keras 2's Dropout draws from TensorFlow's global seed: no state to align
+        assert any(n.startswith("RNG state not restored (seed_generator") for n in report.notes)
 
 
 def test_dataset_input(data: Any, tmp_path: Path) -> None:
@@ -215,6 +234,11 @@ def test_resume(persist):
 def test_check_training_through_the_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_resume=TRAINING_TEST)
     result = pytester.runpytest("-rs")
+    if KERAS2:  # Keras 2's legacy HDF5 keeps the optimizer: training resumes from it
+        result.assert_outcomes(passed=2, skipped=1)
+        result.stdout.fnmatch_lines(["*SKIPPED*[[]savedmodel[]] a SavedModel holds a serving "
+                                     "graph and the model's variables, not the optimizer's*"])
+        return
     result.assert_outcomes(passed=1, failed=1, skipped=1)
     result.stdout.fnmatch_lines([
         "*[[]h5[]] training did not resume from *model.h5 (keras.models.load_model"
@@ -233,6 +257,7 @@ def test_legacy_h5_save_drops_the_optimizer_of_a_later_keras_file(data: Any,
     """Keras 3's legacy HDF5 save pops "optimizer" from the live model's compile config
     (keras/src/legacy/saving/saving_utils.py): a .keras file saved afterwards restores with
     Keras' default optimizer."""
+    model_zoo.keras3_only("the legacy HDF5 save changes the live model's compile config")
     keras.utils.set_random_seed(1)
     model = build()
     model.save(str(tmp_path / "first.h5"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..compare import Tolerance
-from ..models import GRAPH, KERAS, MODULE, Inputs, describe, input_specs, tf_variable
+from ..models import GRAPH, KERAS_KINDS, MODULE, Inputs, describe, input_specs, tf_variable
 from .base import Artifact, BaseFormat
 
 
@@ -78,7 +78,7 @@ def serving_function(model: Any, inputs: Inputs) -> Serving:
         if fn_specs:  # the module's own signature, renamed so feeds go by our names
             specs = [tf.TensorSpec(s.shape, s.dtype, name=specs[i].name if i < len(specs)
                                    else f"x{i}") for i, s in enumerate(fn_specs)]
-    elif info.kind != KERAS:
+    elif info.kind not in KERAS_KINDS:
         raise TypeError(f"{info.detail} cannot be traced into a serving function")
     names = [s.name for s in specs]
     paths: list[str] = []
@@ -88,7 +88,7 @@ def serving_function(model: Any, inputs: Inputs) -> Serving:
     def body(*args: Any) -> dict[str, Any]:
         # The model takes its own nest (a dict-input Keras model refuses a list).
         out = call_model(model, nest.pack(in_structure, list(args)),
-                         keras_model=info.kind == KERAS)
+                         keras_model=info.kind in KERAS_KINDS)
         leaves = nest.flatten(out)
         structure[:] = [nest.structure_of(out)]
         paths[:] = nest.leaf_paths(structure[0])
@@ -132,7 +132,7 @@ class ConversionFormat(BaseFormat):
     """Defaults of the conversion formats: what they hold, and the tolerances their artifacts
     declare (the plugin reads them from the artifact, whichever loader restores it)."""
 
-    kinds: ClassVar[frozenset[str]] = frozenset({KERAS, MODULE, GRAPH})
+    kinds: ClassVar[frozenset[str]] = frozenset({*KERAS_KINDS, MODULE, GRAPH})
     #: Default tolerance per dtype for this format's outputs (dtypes not listed: the
     #: plugin's defaults). Explicit rtol/atol (call, marker) replace them.
     tolerances: ClassVar[Mapping[str, Tolerance]] = {}

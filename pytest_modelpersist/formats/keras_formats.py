@@ -24,7 +24,9 @@ def keras_of(artifact: Artifact) -> Any:
     """The Keras package that reads `artifact`: Keras 3, or the Keras 2 package it was saved
     with (``tf_keras``, or ``keras`` 2.x on TF <= 2.15)."""
     if artifact.model_kind == KERAS2:
-        return compat.import_keras2(artifact.meta.get("keras_package", "tf_keras"))
+        # Not recorded (saved through the format, not `persist`): `tf.keras`'s Keras 2, which
+        # is `keras` on TF <= 2.15 and `tf_keras` after (import_keras2 falls back to it).
+        return compat.import_keras2(artifact.meta.get("keras_package", "keras"))
     return import_keras()
 
 
@@ -33,7 +35,17 @@ def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
     keras = keras_of(artifact)
     if Path(artifact.path).is_file():  # a Keras 2 SavedModel directory has its own screen
         check_keras_file(artifact.path, fmt=artifact.format, allow=not safe_mode)
-    return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
+    try:
+        return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
+    except TypeError as exc:
+        missing = (compat.unregistered_objects(keras, artifact.path)
+                   if artifact.model_kind == KERAS2 else [])
+        if not missing:
+            raise
+        # Keras 3's words for it, so messages.py names the class and the ini line alike.
+        raise TypeError(f"Could not locate class '{missing[0]['class_name']}'. {keras.__name__} "
+                        f"{keras.__version__} failed with: {exc}. Full object config: "
+                        f"{missing[0]!r}") from exc
 
 
 class _KerasFormat(BaseFormat):
@@ -276,13 +288,7 @@ def keras_safe_mode(on: bool) -> Iterator[None]:
     overrides the explicit ``load_model(..., safe_mode=True)`` of a `.keras` file in Keras 3
     (the global setting wins over the argument); a scope does not lose to it.
     """
-    if not on:
-        yield
-        return
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:  # another Keras: the explicit safe_mode=True argument still applies
-        yield
-        return
-    with SafeModeScope(True):
+    with contextlib.ExitStack() as stack:
+        for scope in compat.safe_mode_scopes() if on else []:  # Keras 3 and Keras 2's own
+            stack.enter_context(scope)
         yield

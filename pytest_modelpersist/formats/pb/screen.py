@@ -40,6 +40,8 @@ REVIEWED_UNSAFE = frozenset({
     "DecodeProtoV2", "EncodeProto",  # descriptor_source may name a file
     "FileSystemSetConfiguration", "SummaryWriter", "StatsAggregatorSetSummaryWriter",
     "ShardedFilename", "ShardedFilespec",  # only build checkpoint file names
+    # another program: runs whatever TFLite subgraph a runtime string key names (TF 2.15)
+    "TfLiteSubgraphExecute",
     # wait for data that may never come (a hang, not a file)
     "Recv", "Send", "_Recv", "_Send", "_HostRecv", "_HostSend", "RemoteCall", "WorkerHeartbeat",
     "AccumulatorTakeGradient", "ResourceAccumulatorTakeGradient",
