@@ -37,6 +37,8 @@ class Damage:
     what: str  # the damage in words (README table)
     apply: Apply
     cause: str  # a regex the failure message must match (case-insensitive): the cause
+    #: Why the file is no bad input for Keras 2 (TF 2.15's `keras`), where it restores as saved.
+    fine_in_keras2: str = ""
 
     @property
     def id(self) -> str:
@@ -300,7 +302,8 @@ DAMAGES: list[Damage] = [
       rf"{NO_FILE}.*model[._]weights\.h5 does not exist"),
     D("weights_h5", "other format", "model.weights.h5 is a full-model legacy .h5",
       replace_with("model.weights.h5", "h5", "model.h5"),
-      r"was incomplete: restored 0; missing from the file 5: layers/scale/vars/0"),
+      r"was incomplete: restored 0; missing from the file 5: layers/scale/vars/0",
+      fine_in_keras2="Keras 2's load_weights reads a full-model .h5's model_weights group"),
     D("weights_h5", "git lfs pointer", "model.weights.h5 is a Git LFS pointer",
       lfs_pointer("model.weights.h5"), rf"model[._]weights\.h5 {LFS}"),
     # keras: the .keras zip archive

@@ -89,6 +89,9 @@ def test_damaged_model_files_fail_naming_format_file_and_cause(case, model_and_d
     model, donors = model_and_donors
     persist = Persist(damage.Damaged(FORMATS[case.format](), case, donors), tmp_path=tmp_path,
                       options=CheckOptions())
+    if case.fine_in_keras2 and model_zoo.keras_major() == 2:  # it restores, as saved
+        persist.check(model, X, build=model_zoo.functional)
+        return
     message = failure(lambda: persist.check(model, X, build=model_zoo.functional))
     assert_clear(message, case.format, tmp_path / "persist" / case.format, case.cause)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -33,8 +34,14 @@ def keras_of(artifact: Artifact) -> Any:
 def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
     """`load_model` without compiling; Lambda code runs only if safe_mode=False."""
     keras = keras_of(artifact)
-    if Path(artifact.path).is_file():  # a Keras 2 SavedModel directory has its own screen
-        check_keras_file(artifact.path, fmt=artifact.format, allow=not safe_mode)
+    path = Path(artifact.path)
+    if path.is_file():  # a Keras 2 SavedModel directory has its own screen
+        check_keras_file(path, fmt=artifact.format, allow=not safe_mode)
+    if (artifact.model_kind == KERAS2 and path.suffix == ".keras" and path.is_file()
+            and not zipfile.is_zipfile(path)):
+        # Keras 2 loads any file it recognises whatever its name (an HDF5 file as legacy h5):
+        # the keras format would pass without testing a .keras archive at all.
+        raise ValueError(f"{path.name} is not a .keras zip archive")
     try:
         return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
     except TypeError as exc:
