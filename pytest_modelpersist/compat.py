@@ -106,7 +106,9 @@ def _layer_weights(model: Any) -> list[tuple[str, str, Any]]:
     its layers new names (``dense_1`` for ``dense``).
     """
     found: list[tuple[str, str, Any]] = []
-    seen: set[int] = set()
+    # Keras 2's lookup layers list a trackable that is no variable among their weights (a
+    # VocabWeightHandler, which saves the vocabulary): seen as taken, never named.
+    seen: set[int] = {id(w) for w in model.weights if not callable(getattr(w, "assign", None))}
     for i, layer in enumerate(model.layers):
         weights = [w for w in layer.weights if id(w) not in seen]
         names = layer_weight_names(layer.name, [w.name for w in weights])

@@ -25,6 +25,13 @@ def _seed(seed: int = 3) -> None:
     import_keras().utils.set_random_seed(seed)
 
 
+def _float_mask(keras: Any, padding_mask: Any) -> Any:
+    """The padding mask as float32 with a trailing axis: Keras 3's `keras.ops` on Keras
+    tensors, TensorFlow's ops (wrapped as layers) in Keras 2 (TF 2.15's `keras`)."""
+    ops = getattr(keras, "ops", None) or import_tensorflow()
+    return ops.expand_dims(ops.cast(padding_mask, "float32"), -1)
+
+
 def _result(model: Any, inputs: Any, trained: bool) -> Built:
     return (model, inputs) if trained else model
 
@@ -119,7 +126,7 @@ def dict_inputs(trained: bool = True) -> Built:
     token_ids = keras.Input((6,), dtype="int32", name="token_ids")
     padding_mask = keras.Input((6,), dtype="int32", name="padding_mask")
     h = keras.layers.Embedding(16, 4)(token_ids)
-    mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, "float32"), -1)
+    mask = _float_mask(keras, padding_mask)
     pooled = keras.layers.GlobalAveragePooling1D()(h * mask)
     model = keras.Model({"token_ids": token_ids, "padding_mask": padding_mask},
                         keras.layers.Dense(3)(pooled))
@@ -172,7 +179,7 @@ class _Backbone:
                 token_ids = keras.Input((None,), dtype="int32", name="token_ids")
                 padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
                 h = keras.layers.Embedding(vocabulary_size, hidden_dim)(token_ids)
-                mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, "float32"), -1)
+                mask = _float_mask(keras, padding_mask)
                 out = keras.layers.Dense(hidden_dim)(h * mask)
                 super().__init__(inputs={"token_ids": token_ids,
                                          "padding_mask": padding_mask},
@@ -238,15 +245,16 @@ def mixed_precision(trained: bool = True) -> Built:
     """mixed_float16 set inside the builder (as training scripts do), restored after."""
     keras = import_keras()
     _seed()
-    before = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    # global_policy/set_global_policy: Keras 2's names, aliases in Keras 3
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         inp = keras.Input((4,))
         h = keras.layers.Dense(8, activation="relu")(inp)
         out = keras.layers.Dense(2, dtype="float32")(h)  # float32 head, as the guide says
         model = keras.Model(inp, out)
     finally:
-        keras.mixed_precision.set_dtype_policy(before)
+        keras.mixed_precision.set_global_policy(before)
     x = np.random.default_rng(7).standard_normal((3, 4)).astype("float32")
     return _result(model, x, trained)
 
