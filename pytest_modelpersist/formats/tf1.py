@@ -27,14 +27,11 @@ from ..models import (
     variables,
 )
 from ..nest_tf import IOMap, graph_io, serving, tensors_by_path
+from ..restore.engine import restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restoring import (
-    Pair,
-    SavedVariables,
-    TargetVariables,
-    checkpoint_variables,
-    restore_variables,
-)
+from ..restore.plan import Pair
+from ..restore.saved import SavedVariables, checkpoint_variables
+from ..restore.targets import TargetVariables
 from ..tables import graph_table, table_captures
 from .base import Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint

@@ -26,15 +26,11 @@ from ..models import (
     signature_order,
 )
 from ..nest_tf import IOMap, Serving, graph_io, serving
+from ..restore.engine import restore_into_rebuilt, restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restoring import (
-    SavedVariables,
-    checkpoint_variables,
-    plan_restore,
-    restore_into_rebuilt,
-    restore_variables,
-    target_variables,
-)
+from ..restore.plan import plan_restore
+from ..restore.saved import SavedVariables, checkpoint_variables
+from ..restore.targets import target_variables
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint
 from .pb.saved import screen_saved_model
