@@ -50,6 +50,7 @@ def graph_model_from_function(model: Any, inputs: Inputs
     Variables become graph variables named by their paths; the input placeholders are
     ``x:0`` (``x1:0`` ...) and the outputs ``output_0:0`` ... so a loader needs no model code.
     """
+    # Over 60 lines: one trace in one graph; its parts share the graph, session and io map.
     tf = import_tensorflow()
     fn, io = serving(model, inputs)
     named = variables(model)

@@ -164,6 +164,7 @@ class SavedModelFormat(BaseFormat):
         variable names (a Keras model's variable paths, ``enc/kernel``; a tf.Module's attribute
         paths; a TF1 graph's op names). `build=` alone keeps the whole-model load.
         """
+        # Over 60 lines: the file-alone and by-name paths share the artifact checks read first.
         tf = import_tensorflow()
         check_checkpoint(artifact.path / "variables" / "variables", artifact.directory,
                          fmt=self.name, allow=not options.safe_mode)

@@ -38,6 +38,8 @@ def plan_restore(target: TargetVariables, saved: SavedVariables,
     Raises RestoreMapError for a `var_map` or `only` entry that names nothing (listing the
     closest names) or two saved values mapped onto one variable.
     """
+    # Over 60 lines: one pass that pairs, selects and checks shapes; its error messages need the
+    # state of all three (which map sent what where).
     options = options or RestoreOptions()
     lookup = saved.lookup()
     exact, prefixes = _check_var_map(target, saved, lookup, options.var_map or {})
