@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from . import compat, golden_check, outputs
+from . import compat, golden_check, loaders, outputs
 from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison
 from .decision import Judgement
@@ -158,7 +158,8 @@ class Persist:
         __tracebackhide__ = True
         foreign = {k: options.pop(k) for k in ("format", "inputs", "outputs") if k in options}
         if foreign:
-            artifact = self._adopt(artifact, **foreign)
+            artifact = or_fail(f"[{self.format}] ",  # files without a manifest
+                               lambda: foreign_artifact(artifact, self.format, **foreign))
         elif not isinstance(artifact, Artifact):
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
@@ -180,8 +181,17 @@ class Persist:
         loader = loader or self._loader
         with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
             check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
-        if loader != "inprocess":
-            return self._restore_elsewhere(artifact, loader, options)
+        if loader != "inprocess":  # a Restored whose every call runs in another process
+            if loader not in self._fmt.loaders:
+                pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
+                            f"(it supports: {', '.join(self._fmt.loaders)})", pytrace=False)
+            if options.into_model:
+                pytest.fail(f"[{self.format}] the {loader} loader restores from the files "
+                            "alone; build=/into= need the model's code in this process",
+                            pytrace=False)
+            return loaders.restored_elsewhere(
+                self._fmt, artifact, loader, options, timeout=self._options.timeout,
+                sys_path=self._options.subprocess_path, imports=self._options.subprocess_imports)
         timeout = self._options.timeout  # Session.run deadline of in-process graph runs
         with (self._step("restore", artifact.path, None, artifact=artifact),
               self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore"),
@@ -328,24 +338,6 @@ class Persist:
                         f"variable ops: {', '.join(left[:10])}", pytrace=False)
         return frozen
 
-    def _restore_elsewhere(self, artifact: Artifact, loader: str,
-                           options: RestoreOptions) -> Restored:
-        """A Restored whose every call loads and runs the artifact in another process."""
-        __tracebackhide__ = True
-        from . import loaders
-
-        if loader not in self._fmt.loaders:
-            pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
-                        f"(it supports: {', '.join(self._fmt.loaders)})",
-                        pytrace=False)
-        if options.into_model:
-            pytest.fail(f"[{self.format}] the {loader} loader restores from the files alone; "
-                        "build=/into= need the model's code in this process", pytrace=False)
-        return loaders.restored_elsewhere(
-            self._fmt, artifact, loader, options, timeout=self._options.timeout,
-            sys_path=self._options.subprocess_path, imports=self._options.subprocess_imports)
-
-
     def assert_golden(self, outputs: Any, name: str | None = None, *, inputs: Inputs = None,
                       rtol: float | None = None, atol: float | None = None,
                       exact: bool | None = None) -> Path:
@@ -417,14 +409,6 @@ class Persist:
         problem = outputs.manifest_problem(artifact, self.format)
         if problem:
             pytest.fail(f"[{self.format}] {problem}", pytrace=False)
-
-    def _adopt(self, where: Artifact | str | Path, **given: Any) -> Artifact:
-        """An Artifact for files without a manifest (see outputs.foreign_artifact)."""
-        __tracebackhide__ = True
-        try:
-            return foreign_artifact(where, self.format, **given)
-        except ValueError as exc:
-            pytest.fail(f"[{self.format}] {exc}", pytrace=False)
 
     def _account_tables(self, artifact: Artifact, restored: Restored) -> None:
         """Lookup tables that did not come back: in the report, or a failure of their own."""
