@@ -181,7 +181,8 @@ class SavedModelFormat(BaseFormat):
         screen_saved_model(artifact.path, fmt=self.name, allow=not options.safe_mode)
         if not tf.executing_eagerly():  # a process that called disable_eager_execution()
             return self.restore_in_session(artifact, key)
-        loaded = tf.saved_model.load(str(artifact.path))
+        # its init ops run here: under the persist timeout too
+        loaded = function_call(lambda: tf.saved_model.load(str(artifact.path)))
         try:
             signature = loaded.signatures[key]
         except KeyError:
