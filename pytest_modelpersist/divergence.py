@@ -254,7 +254,7 @@ def divergence_line(original: Any, restored: Any, inputs: Any, settings: CheckOp
     diverging layer (explain_restored), or ''."""
     from .models import as_input_list
 
-    rtol, atol = settings.scalar_tolerance()  # per-output ones do not name layers
+    rtol, atol = settings.scalar_tolerance(strictest=True)  # per-output keys name no layer
     layer_tol = tolerance_for("float32", table=settings.table, rtol=rtol, atol=atol,
                               exact=settings.exact)
     where = explain_restored(original, restored, as_input_list(inputs), tolerance=layer_tol)
