@@ -213,11 +213,10 @@ class PhaseTimer:
 INNER_PHASES = (
     ("pytest_modelpersist.models", "call_build", "build"),
     ("pytest_modelpersist.formats.base", "call_build", "build"),
-    ("pytest_modelpersist.restoring", "_perturb", "verify"),
-    ("pytest_modelpersist.restoring", "_values", "verify"),
-    ("pytest_modelpersist.restoring", "_unrestored", "verify"),
-    ("pytest_modelpersist.models", "perturb", "verify"),
-    ("pytest_modelpersist.models", "unrestored", "verify"),
+    ("pytest_modelpersist.restore.engine", "_perturb", "verify"),
+    ("pytest_modelpersist.restore.engine", "_unrestored", "verify"),
+    ("pytest_modelpersist.restore.perturb", "perturb", "verify"),
+    ("pytest_modelpersist.restore.perturb", "unrestored", "verify"),
     ("pytest_modelpersist.formats.base", "perturb", "verify"),
     ("pytest_modelpersist.formats.base", "unrestored", "verify"),
 )

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from . import compat, golden_check
-from . import golden as golden_files
+from . import compat, golden_check, loaders, outputs
 from ._session_run import run_timeout, with_run_timeout
-from .compare import ArrayComparison, tolerance_for
+from .compare import ArrayComparison
 from .decision import Judgement
-from .errors import LoaderError, RestoreOptionError, first_lines, is_expected
+from .errors import RestoreOptionError
 from .formats.base import Artifact, Format, Restored
 from .formats.containment import check_tree
 from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
-from .models import Inputs, ModelInfo, as_input_list, describe, run
+from .models import Inputs, ModelInfo, describe, run
 from .nest import present, structure_of
 from .outputs import foreign_artifact, judge_by_path, missing_tables, named_leaves
-from .reporting import record, record_comparisons, record_details, timed
+from .reporting import record, record_comparisons, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
+from .steps import model_info, or_fail, remember_failure, replay_failure, step
 from .tables import fingerprints as table_fingerprints
 
 T = TypeVar("T")
@@ -85,7 +84,6 @@ class Persist:
     def __repr__(self) -> str:
         return f"<persist format={self.format!r} test={self._nodeid!r}>"
 
-    # ---- steps ---------------------------------------------------------------------------
 
     def applies_to(self, model: Any) -> str | None:
         """Why the current format cannot hold `model`, or None when it can."""
@@ -122,10 +120,7 @@ class Persist:
             if cached is not None:
                 record(self._node, "artifact_bytes", cached.bytes)
                 return cached
-            if (self.format, key) in self._cache.failed:
-                pytest.fail(self._cache.failed[self.format, key] + "\n(this save failed for an "
-                            "earlier item of the same model in this session: not redone)",
-                            pytrace=False)
+            replay_failure(self._cache, self.format, key)
             directory = self._cache.directory(self.format, key)
         else:
             self._saves += 1
@@ -163,7 +158,8 @@ class Persist:
         __tracebackhide__ = True
         foreign = {k: options.pop(k) for k in ("format", "inputs", "outputs") if k in options}
         if foreign:
-            artifact = self._adopt(artifact, **foreign)
+            artifact = or_fail(f"[{self.format}] ",  # files without a manifest
+                               lambda: foreign_artifact(artifact, self.format, **foreign))
         elif not isinstance(artifact, Artifact):
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
@@ -185,8 +181,17 @@ class Persist:
         loader = loader or self._loader
         with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
             check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
-        if loader != "inprocess":
-            return self._restore_elsewhere(artifact, loader, options)
+        if loader != "inprocess":  # a Restored whose every call runs in another process
+            if loader not in self._fmt.loaders:
+                pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
+                            f"(it supports: {', '.join(self._fmt.loaders)})", pytrace=False)
+            if options.into_model:
+                pytest.fail(f"[{self.format}] the {loader} loader restores from the files "
+                            "alone; build=/into= need the model's code in this process",
+                            pytrace=False)
+            return loaders.restored_elsewhere(
+                self._fmt, artifact, loader, options, timeout=self._options.timeout,
+                sys_path=self._options.subprocess_path, imports=self._options.subprocess_imports)
         timeout = self._options.timeout  # Session.run deadline of in-process graph runs
         with (self._step("restore", artifact.path, None, artifact=artifact),
               self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore"),
@@ -219,6 +224,8 @@ class Persist:
         `rtol`/`atol` may be per output (``{"logits": 1e-4}``); `agreement`, `min_agreement`,
         `top_k`, `max_mismatch_fraction` judge decisions instead (README, Tolerances).
         """
+        # Over 60 lines on purpose: check's order (refuse, run, save, golden, each restore) is its
+        # contract and reads top to bottom; each step is a call.
         __tracebackhide__ = True
         info = self._model_info(model)
         options = self._parse(restore_options)
@@ -274,7 +281,9 @@ class Persist:
                 f"({info.detail}; restored via {restored.how}; artifact {artifact.path}):",
                 footer=[lossy_hint(artifact, settings)])
             if text:
-                pytest.fail(text + self._divergence(model, restored, inputs, settings),
+                from .divergence import divergence_line
+
+                pytest.fail(text + divergence_line(model, restored, inputs, settings),
                             pytrace=False)
             if golden_sidecar is not None:
                 self._assert_golden(actual, name, inputs, settings, reuse=True,
@@ -286,18 +295,6 @@ class Persist:
         if self._archive is not None:  # --archive-record: only artifacts that checked
             self._archive.record(self, artifact, inputs, expected)
         return result
-
-    @staticmethod
-    def _divergence(model: Any, restored: Restored, inputs: Inputs,
-                    settings: CheckOptions) -> str:
-        """The mismatch report's last line: the first diverging layer, or ''."""
-        from .divergence import explain_restored
-
-        rtol, atol = settings.scalar_tolerance()  # per-output ones do not name layers
-        layer_tol = tolerance_for("float32", table=settings.table, rtol=rtol, atol=atol,
-                                  exact=settings.exact)
-        where = explain_restored(model, restored, as_input_list(inputs), tolerance=layer_tol)
-        return f"\n{where}" if where else ""
 
     def _attempts(self, options: RestoreOptions,
                   build: Callable[[], Any] | None) -> list[RestoreOptions]:
@@ -330,55 +327,16 @@ class Persist:
         """
         __tracebackhide__ = True
         from .formats import pb as freezing
-        from .models import GraphModel, concrete_function
 
         info = self._model_info(model)
         with self._step("freeze", None, info):
-            if isinstance(model, GraphModel):
-                frozen = freezing.freeze_session(
-                    model.session, list(outputs or model.output_names), keep=keep,
-                    exclude=exclude, input_names=() if outputs else model.input_names)
-            else:
-                frozen = freezing.freeze_function(concrete_function(model, inputs), keep=keep,
-                                                  exclude=exclude)
+            frozen = freezing.freeze_model(model, inputs, keep=keep, exclude=exclude,
+                                           outputs=outputs)
         left = freezing.unexpected_variable_ops(frozen.graph_def, frozen.kept_variables)
         if left:
             pytest.fail(f"[{self.format}] the frozen graph of the {info.detail} still holds "
                         f"variable ops: {', '.join(left[:10])}", pytrace=False)
         return frozen
-
-    def _restore_elsewhere(self, artifact: Artifact, loader: str,
-                           options: RestoreOptions) -> Restored:
-        """A Restored whose every call loads and runs the artifact in another process."""
-        __tracebackhide__ = True
-        from . import loaders
-
-        if loader not in self._fmt.loaders:
-            pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
-                        f"(it supports: {', '.join(self._fmt.loaders)})",
-                        pytrace=False)
-        if options.into_model:
-            pytest.fail(f"[{self.format}] the {loader} loader restores from the files alone; "
-                        "build=/into= need the model's code in this process", pytrace=False)
-        timeout = self._options.timeout
-        if loader == loaders.CAPI:
-            return Restored(artifact, None,
-                            lambda args: loaders.run_with_capi(
-                                artifact, args, timeout=timeout,
-                                safe_mode=options.safe_mode),
-                            how="TensorFlow's C API in a process without the tensorflow package",
-                            takes_nest=True)
-        return Restored(
-            artifact, None,
-            lambda args: loaders.run_in_subprocess(
-                self._fmt, artifact, args, timeout=timeout, options=options.given(),
-                sys_path=self._options.subprocess_path,
-                imports=self._options.subprocess_imports),
-            how="a fresh Python interpreter without the test's code (python -I)",
-            takes_nest=True,
-        )
-
-    # ---- goldens ---------------------------------------------------------------------------
 
     def assert_golden(self, outputs: Any, name: str | None = None, *, inputs: Inputs = None,
                       rtol: float | None = None, atol: float | None = None,
@@ -401,19 +359,10 @@ class Persist:
         if self._golden is None:
             pytest.fail("goldens are not available here (no test item)", pytrace=False)
         named = named_leaves(outputs)  # goldens go by output path, never by position
-
-        def compare(stored: golden_files.Golden) -> Judgement:
-            stored_names = (stored.names if len(stored.names) == len(stored.arrays) else
-                            [f"output_{i}" for i in range(len(stored.arrays))])
-            return self._judge(dict(zip(stored_names, stored.arrays, strict=True)), named,
-                               options)
-
-        return golden_check.check(
-            self._golden, list(named.values()), names=list(named), name=name, compare=compare,
-            what=what, seen=seen,
-            inputs_crc=(golden_files.inputs_checksum(as_input_list(inputs))
-                        if inputs is not None else None),
-            guard=lambda action, path: self._step(action, path, None), reuse=reuse)
+        return golden_check.check_named(
+            self._golden, named, name=name, inputs=inputs, what=what, seen=seen, reuse=reuse,
+            judge=lambda stored: self._judge(stored, named, options),
+            guard=lambda action, path: self._step(action, path, None))
 
     def _check_interface(self, artifact: Artifact, name: str | None) -> None:
         """The artifact's interface against the one its golden records (interface_golden)."""
@@ -441,7 +390,6 @@ class Persist:
         return check_in_test(self.format, model, data, directory=directory, build=build,
                              steps=steps, safe_mode=self._options.safe_mode, **options)
 
-    # ---- helpers ---------------------------------------------------------------------------
 
     def scratch(self, name: str) -> Path:
         """A new empty directory of this test (under its tmp_path) for files to restore."""
@@ -458,24 +406,9 @@ class Persist:
         loader at any file on the machine.
         """
         __tracebackhide__ = True
-        where = f"{artifact.directory / 'modelpersist.json'}"
-        if artifact.format != self.format:
-            pytest.fail(f"[{self.format}] {artifact.directory} holds an artifact of format "
-                        f"{artifact.format!r} (per its manifest {where}), not {self.format!r}: "
-                        f"restore it with the {artifact.format!r} format", pytrace=False)
-        directory = artifact.directory.resolve()
-        if directory not in artifact.path.resolve().parents and (
-                artifact.path.resolve() != directory):
-            pytest.fail(f"[{self.format}] the manifest {where} names {artifact.path}, outside "
-                        "the artifact's directory: refused", pytrace=False)
-
-    def _adopt(self, where: Artifact | str | Path, **given: Any) -> Artifact:
-        """An Artifact for files without a manifest (see outputs.foreign_artifact)."""
-        __tracebackhide__ = True
-        try:
-            return foreign_artifact(where, self.format, **given)
-        except ValueError as exc:
-            pytest.fail(f"[{self.format}] {exc}", pytrace=False)
+        problem = outputs.manifest_problem(artifact, self.format)
+        if problem:
+            pytest.fail(f"[{self.format}] {problem}", pytrace=False)
 
     def _account_tables(self, artifact: Artifact, restored: Restored) -> None:
         """Lookup tables that did not come back: in the report, or a failure of their own."""
@@ -497,71 +430,15 @@ class Persist:
         return or_fail(f"[{self.format}] per-output option: ",
                        lambda: judge_by_path(expected, actual, options))
 
-    def _accepts_safe_mode(self) -> bool:
-        import inspect
-
-        try:
-            params = inspect.signature(self._fmt.restore).parameters
-        except (TypeError, ValueError):
-            return False
-        return "safe_mode" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
     def _model_info(self, model: Any) -> ModelInfo:
         __tracebackhide__ = True
-        try:
-            info = describe(model)
-        except Exception as exc:
-            if not is_expected(exc):
-                raise
-            pytest.fail(f"[{self.format}] {first_lines(exc)}", pytrace=False)
-        record(self._node, "model_kind", info.kind)
-        return info
+        return model_info(self.format, self._node, model)
 
-    @contextlib.contextmanager
-    def _remember_failure(self, key: str | None) -> Iterator[None]:
+    def _remember_failure(self, key: str | None) -> contextlib.AbstractContextManager[None]:
         """Record a clean save failure in the session cache under `key` (see save)."""
-        try:
-            yield
-        except pytest.fail.Exception as exc:
-            if key is not None and self._cache is not None:
-                self._cache.failed[self.format, key] = str(exc.msg)
-            raise
+        return remember_failure(self._cache, self.format, key)
 
-    @contextlib.contextmanager
     def _step(self, action: str, path: Path | None, info: ModelInfo | None, *,
-              artifact: Artifact | None = None) -> Iterator[None]:
-        """Turn an expected exception (errors.is_expected) into a failure naming the format,
-        the file and the cause; anything else is a bug and keeps its traceback."""
-        __tracebackhide__ = True
-        message = None
-        try:
-            yield
-        except Exception as exc:
-            record_details(self._node, exc)
-            if not is_expected(exc):
-                if sys.version_info >= (3, 11):
-                    exc.add_note(f"(raised during the [{self.format}] {action}"
-                                 + (f" of {path}" if path is not None else "") + ")")
-                raise
-            where = f" {path}" if path is not None else ""
-            kind = f" ({info.detail})" if info is not None else ""
-            message = (f"[{self.format}] {action}{where}{kind} failed: "
-                       f"{type(exc).__name__}: {first_lines(exc, 8)}")
-            if isinstance(exc, LoaderError):  # already names format, file and cause
-                message = str(exc)
-            notes = self._fmt.diagnose(artifact, exc) if artifact is not None else []
-            if notes:
-                message += "\nlooking at the files: " + "; ".join(notes)
-        if message is not None:  # no chained library traceback under the message
-            raise pytest.fail.Exception(message, pytrace=False) from None
-
-
-def or_fail(label: str, call: Callable[[], T]) -> T:
-    """`call()`; a ValueError (a bad option value) fails the test with `label` + its message,
-    without a traceback."""
-    __tracebackhide__ = True
-    try:
-        return call()
-    except ValueError as exc:
-        message = f"{label}{exc}"
-    raise pytest.fail.Exception(message, pytrace=False) from None
+              artifact: Artifact | None = None) -> contextlib.AbstractContextManager[None]:
+        """steps.step for this format and item."""
+        return step(self._fmt, self._node, action, path, info, artifact=artifact)

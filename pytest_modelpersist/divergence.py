@@ -25,12 +25,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .compare import Tolerance, compare_array, tolerance_for
 from .compat import is_layer_graph, keras_package_of, short_name
+
+if TYPE_CHECKING:
+    from .settings import CheckOptions
 
 #: Layers compared at most (one forward pass per model computes them all; the bound keeps the
 #: extra outputs' memory and the report small for very deep models).
@@ -231,3 +234,15 @@ def explain_restored(original: Any, restored: Any, inputs: list[np.ndarray], *,
     except Exception as exc:  # the mismatch report must survive a failed diagnosis
         return f"layer by layer: could not compare ({type(exc).__name__}: {exc})"[:300]
 
+
+
+def divergence_line(original: Any, restored: Any, inputs: Any, settings: CheckOptions) -> str:
+    """The mismatch report's last line under `settings`' tolerances: a newline and the first
+    diverging layer (explain_restored), or ''."""
+    from .models import as_input_list
+
+    rtol, atol = settings.scalar_tolerance(strictest=True)  # per-output keys name no layer
+    layer_tol = tolerance_for("float32", table=settings.table, rtol=rtol, atol=atol,
+                              exact=settings.exact)
+    where = explain_restored(original, restored, as_input_list(inputs), tolerance=layer_tol)
+    return f"\n{where}" if where else ""

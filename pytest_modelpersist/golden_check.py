@@ -178,3 +178,23 @@ def _written_by(target: GoldenTarget, sidecar: Path) -> str | None:
         return run_marker(target.run_id, sidecar).read_text()[:200]
     except (OSError, golden_files.GoldenError):
         return None
+
+
+def check_named(target: GoldenTarget, named: dict[str, np.ndarray], *, name: str | None,
+                inputs: Any, judge: Callable[[dict[str, np.ndarray]], Judgement], guard: Guard,
+                what: str, seen: str = "outputs", reuse: bool = False) -> Path:
+    """:func:`check` for outputs by path (outputs.named_leaves): `judge(stored)` gets the
+    golden's arrays by their recorded names (``output_<i>`` for goldens recorded without
+    names); `inputs` (or None) are checksummed to tell changed inputs from a changed model."""
+    __tracebackhide__ = True
+    from .models import as_input_list
+
+    def compare(stored: golden_files.Golden) -> Judgement:
+        stored_names = (stored.names if len(stored.names) == len(stored.arrays) else
+                        [f"output_{i}" for i in range(len(stored.arrays))])
+        return judge(dict(zip(stored_names, stored.arrays, strict=True)))
+
+    return check(target, list(named.values()), names=list(named), name=name, compare=compare,
+                 what=what, seen=seen, guard=guard, reuse=reuse,
+                 inputs_crc=(golden_files.inputs_checksum(as_input_list(inputs))
+                             if inputs is not None else None))

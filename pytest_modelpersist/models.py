@@ -1,4 +1,4 @@
-"""The four model kinds behind one small interface: describe, run, list variables, perturb.
+"""The four model kinds behind one small interface: describe, run, list variables.
 
 * Keras 3 models (Sequential, Functional, subclassed),
 * Keras 2 models: `tf_keras`, and `tf.keras` on TensorFlow <= 2.15 (see compat.py),
@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import compat
 from ._tf import import_tensorflow
+from .restore.report import RestoreReport  # noqa: F401  (its public import path)
 
 KERAS = "keras"
 KERAS2 = "keras2"
@@ -349,181 +349,6 @@ def read_values(model: Any) -> dict[str, np.ndarray]:
     return {k: np.array(v.numpy()) for k, v in named.items()}
 
 
-# ---- perturbing before a restore, and telling afterwards what the restore left alone ----------
-
-#: Elements sampled per variable to tell whether a restore wrote it (first and last included).
-SAMPLES = 64
-
-
-def sample_indices(size: int, samples: int = SAMPLES) -> np.ndarray:
-    """Up to `samples` flat indices spread evenly over `size` elements, first and last included."""
-    if size <= samples:
-        return np.arange(size, dtype=np.int64)
-    return np.unique(np.linspace(0, size - 1, samples).round().astype(np.int64))
-
-
-def _float_dtype(var: Any) -> Any:
-    """The variable's TF dtype when it is floating or complex (perturbable), else None."""
-    dtype = getattr(var.dtype, "base_dtype", var.dtype)
-    return dtype if (dtype.is_floating or dtype.is_complex) else None
-
-
-@functools.cache
-def flip_mask(dtype: Any) -> tuple[Any, Any]:
-    """(unsigned TF dtype of the same width, the bits the perturbation flips) of a float dtype.
-
-    The sign bit and the highest mantissa bit (of each part, for complex): a normal x becomes -x
-    times 1.25..1.5 or 0.67..0.75, 0 and subnormals become other (negative) subnormals. The
-    exponent is left alone, so a finite value stays finite.
-    """
-    import ml_dtypes
-
-    tf = import_tensorflow()
-    part = dtype.real_dtype if dtype.is_complex else dtype
-    bits = part.size * 8
-    nmant = int(ml_dtypes.finfo(part.as_numpy_dtype).nmant)
-    uint = {8: tf.uint8, 16: tf.uint16, 32: tf.uint32, 64: tf.uint64}[bits]
-    return uint, np.array((1 << (bits - 1)) | (1 << (nmant - 1)), uint.as_numpy_dtype)
-
-
-def _flipped(tf: Any, value: Any, dtype: Any) -> Any:
-    """`value` with the bits of flip_mask flipped: a TF tensor of the same dtype and shape."""
-    uint, mask = flip_mask(dtype)
-    return tf.bitcast(tf.bitwise.bitwise_xor(tf.bitcast(value, uint), mask), dtype)
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Exactly the same values, bit for bit (a NaN equals itself, 0.0 differs from -0.0)."""
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
-
-
-class Perturbation(Mapping[str, np.ndarray]):
-    """The variables :func:`perturb` changed: name -> the sampled elements' perturbed values.
-
-    It keeps what it needs to sample the same elements again after a restore
-    (:func:`unrestored`), and nothing as large as a variable.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.marks: dict[str, np.ndarray] = {}
-        self._eager: dict[str, tuple[Any, np.ndarray]] = {}  # name -> (tf.Variable, indices)
-        self._graph: dict[str, Any] = {}  # name -> sample tensor of the model's graph
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.marks[name]
-
-    def __iter__(self) -> Any:
-        return iter(self.marks)
-
-    def __len__(self) -> int:
-        return len(self.marks)
-
-    def samples(self) -> dict[str, np.ndarray]:
-        """The sampled elements' current values (read again, now)."""
-        if not self.marks:
-            return {}
-        if self._graph:
-            names = list(self._graph)
-            got = self.model.session.run([self._graph[n] for n in names])
-            return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
-        tf = import_tensorflow()
-        return {n: np.asarray(tf.gather(tf.reshape(var, [-1]), idx).numpy())
-                for n, (var, idx) in self._eager.items()}
-
-
-def perturb(model: Any, *, named: Mapping[str, Any] | None = None,
-            seed: int = 0) -> Perturbation:
-    """Perturb every float variable so a restore that loads nothing is visible.
-
-    `named` (name -> variable) limits it to those variables (default: all of
-    ``variables(model)``); any other variable keeps its value exactly. Only floating (and
-    complex) variables with at least one element are perturbed; int and bool ones stay as they
-    are.
-
-    Each perturbed element has its sign bit and its highest mantissa bit flipped (flip_mask),
-    inside TensorFlow: one XOR pass over the variable, no numpy copy of it, no rounding. So
-    every element changes, bit for bit and numerically, whatever its dtype (float16 and
-    bfloat16 too) or value: x becomes about -1.5 x or -0.7 x (1e30 -> -1.5e30, 1 -> -1.5), 0
-    becomes the dtype's tiny negative subnormal (float32: -5.9e-39), a finite value never
-    becomes inf or NaN, and inf and NaN change bits too. Then up to SAMPLES elements per
-    variable (spread evenly, first and last included) are read back and kept:
-    :func:`unrestored` compares those samples only, bit for bit. `seed` is accepted for
-    compatibility and unused: the perturbation is deterministic (and its own inverse: perturbing
-    twice without a restore between gives back the original values).
-
-    Residual risk: a restore that writes only elements outside the samples (a slice of a
-    variable, say) is not caught by this check; the comparison of the restored model's outputs
-    with the original's catches it, since every element was moved.
-    """
-    del seed
-    tf = import_tensorflow()
-    named = variables(model) if named is None else named
-    result = Perturbation(model)
-    if isinstance(model, GraphModel):
-        chosen = {n: v for n, v in named.items() if _float_dtype(v) is not None}
-        if chosen:
-            _perturb_graph(tf, model, chosen, result)
-        return result
-    for name, v in named.items():
-        var = tf_variable(v)
-        dtype = _float_dtype(var)
-        if dtype is None:
-            continue
-        shape = var.shape
-        size = shape.num_elements() if shape.is_fully_defined() else int(tf.size(var))
-        if not size:
-            continue
-        flipped = _flipped(tf, var.read_value(), dtype)
-        var.assign(flipped, read_value=False)
-        idx = sample_indices(size)
-        result.marks[name] = np.asarray(tf.gather(tf.reshape(flipped, [-1]), idx).numpy())
-        result._eager[name] = (var, idx)
-    return result
-
-
-def _perturb_graph(tf: Any, model: GraphModel, chosen: Mapping[str, Any],
-                   result: Perturbation) -> None:
-    """The same in a TF1 graph: ops built once, perturbing in one session run, sampling in one."""
-    session = model.session
-    with model.graph.as_default():
-        unknown = [n for n, v in chosen.items() if not v.shape.is_fully_defined()]
-        sizes = {n: v.shape.num_elements() for n, v in chosen.items() if n not in unknown}
-        if unknown:
-            got = session.run([tf.size(chosen[n]) for n in unknown])
-            sizes.update({n: int(s) for n, s in zip(unknown, got, strict=True)})
-        ops, reads = [], {}
-        for name, var in chosen.items():
-            if not sizes[name]:
-                continue
-            value = _flipped(tf, tf.identity(var), _float_dtype(var))
-            ops.append(var.assign(value, read_value=False) if hasattr(var, "handle")
-                       else tf.compat.v1.assign(var, value))
-            reads[name] = tf.gather(tf.reshape(var, [-1]), sample_indices(sizes[name]))
-        if not reads:
-            return
-        session.run(ops)
-        got = session.run(list(reads.values()))
-    result.marks.update({n: np.asarray(v) for n, v in zip(reads, got, strict=True)})
-    result._graph.update(reads)
-
-
-def unrestored(model: Any, perturbed: Mapping[str, np.ndarray]) -> list[str]:
-    """Names of perturbed variables whose sampled elements all still hold their perturbed value.
-
-    `perturbed` is what :func:`perturb` returned (a plain name -> full value mapping is compared
-    whole). Only the SAMPLES sampled elements of each variable are read (see :func:`perturb`
-    for what this cannot see).
-    """
-    if not isinstance(perturbed, Perturbation):
-        now = read_values(model)
-        return [n for n, v in perturbed.items()
-                if n in now and _same_bits(now[n], np.asarray(v, now[n].dtype))]
-    now = perturbed.samples()
-    return [n for n, v in perturbed.marks.items() if _same_bits(now[n], v)]
-
-
 def call_build(build: Callable[[], Any] | None, fmt: str, info: ModelInfo) -> Any:
     """Call the user's `build=` factory, or explain that this format needs one."""
     if build is None:
@@ -537,48 +362,14 @@ def call_build(build: Callable[[], Any] | None, fmt: str, info: ModelInfo) -> An
     return fresh
 
 
-@dataclass
-class RestoreReport:
-    """What a restore filled: restored, skipped on purpose, missing from file, unused in file.
+# Moved to restore/perturb.py; still importable from here (tests/test_perturb.py imports them).
+# Resolved lazily because restore.perturb itself imports this module.
+_MOVED = {"SAMPLES", "Perturbation", "flip_mask", "perturb", "sample_indices", "unrestored"}
 
-    Names are the target's variable names (``layers/dense/vars/0``, ``w``, ``v1``) except
-    `unused`, which names entries of the file. `notes` explain entries (closest names, why a
-    variable was skipped). `strict=False` (the user's explicit choice) makes a restore with
-    missing or mismatched variables acceptable; they are still listed.
-    """
 
-    restored: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    strict: bool = True
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from .restore import perturb as _perturb_module
 
-    @property
-    def everything_restored(self) -> bool:
-        """True when no variable is missing and none mismatched, whatever `strict` says."""
-        return not (self.missing or self.mismatched)
-
-    @property
-    def complete(self) -> bool:
-        """True when the restore is acceptable: nothing missing or mismatched, or not strict."""
-        return self.everything_restored or not self.strict
-
-    def summary(self) -> str:
-        parts = [f"restored {len(self.restored)}"]
-        for label, names in (
-            ("skipped", self.skipped),
-            ("missing from the file", self.missing),
-            ("in the file but unused", self.unused),
-            ("shape/dtype mismatch", self.mismatched),
-        ):
-            if names:
-                shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                parts.append(f"{label} {len(names)}: {shown}")
-        text = "; ".join(parts)
-        if self.notes:
-            shown_notes = self.notes[:8] + ([f"... {len(self.notes) - 8} more"]
-                                             if len(self.notes) > 8 else [])
-            text += "\n" + "\n".join(f"  {n}" for n in shown_notes)
-        return text
+        return getattr(_perturb_module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

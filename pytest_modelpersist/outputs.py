@@ -85,6 +85,22 @@ def foreign_artifact(where: Any, current: str, *, format: str | None = None,
                     {"inputs": list(inputs), "outputs": list(outputs), "foreign": True})
 
 
+def manifest_problem(artifact: Artifact, current: str) -> str | None:
+    """Why an artifact read from its directory's manifest is refused for format `current`,
+    or None: it names another format, or a path outside its directory."""
+    where = f"{artifact.directory / 'modelpersist.json'}"
+    if artifact.format != current:
+        return (f"{artifact.directory} holds an artifact of format {artifact.format!r} (per "
+                f"its manifest {where}), not {current!r}: restore it with the "
+                f"{artifact.format!r} format")
+    directory = artifact.directory.resolve()
+    if directory not in artifact.path.resolve().parents and (
+            artifact.path.resolve() != directory):
+        return (f"the manifest {where} names {artifact.path}, outside the artifact's "
+                "directory: refused")
+    return None
+
+
 def missing_tables(saved: Sequence[Mapping[str, Any]] | None, model: Any) -> list[str]:
     """The saved lookup tables the restored `model` does not hold as saved ([] if none).
 

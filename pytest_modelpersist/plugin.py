@@ -30,6 +30,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # Over 60 lines: one addoption/addini per option, pytest's boilerplate; nothing to factor.
     group = parser.getgroup("modelpersist", "model persistence (pytest-modelpersist)")
     group.addoption(
         "--persist-formats", dest="persist_formats", default=None, metavar="NAMES",

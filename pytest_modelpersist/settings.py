@@ -63,10 +63,15 @@ class CheckOptions:
                 raise ValueError(f"{key}={value!r}: {problem}")
         return self.merged(decision=merged)
 
-    def scalar_tolerance(self) -> tuple[float | None, float | None]:
-        """(rtol, atol) given for every output; None where given per output path (or not)."""
-        return tuple(v if isinstance(v, (int, float)) else None  # type: ignore[return-value]
-                     for v in (self.rtol, self.atol))
+    def scalar_tolerance(self, *, strictest: bool = False) -> tuple[float | None, float | None]:
+        """(rtol, atol) given for every output; None where given per output path (or not),
+        or with `strictest` the smallest per-output value (what a layer is held to: layers
+        are not outputs, and a divergence looser than every output's tolerance is no lead)."""
+        def one(v: Any) -> float | None:
+            if isinstance(v, Mapping):
+                return min(v.values(), default=None) if strictest else None
+            return v
+        return one(self.rtol), one(self.atol)
 
 
 # ---- marker keywords: name -> (check, what a valid value is) -------------------------------

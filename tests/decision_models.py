@@ -28,6 +28,16 @@ def two_heads():
     return keras.Model(inp, [keras.layers.Dense(10)(h), keras.layers.Dense(2)(inp)])
 
 
+def nested_heads():
+    """{"logits": quantized by tflite_dynamic, "heads": [two 64x2 heads, left float]}: outputs
+    named by path, logits, heads/0, heads/1."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((64,))
+    h = keras.layers.Dense(64, activation="relu")(inp)
+    return keras.Model(inp, {"logits": keras.layers.Dense(10)(h),
+                             "heads": [keras.layers.Dense(2)(inp), keras.layers.Dense(2)(inp)]})
+
+
 @keras.saving.register_keras_serializable(package="decision_tests")
 class Flip(keras.layers.Layer):
     """x * sign; get_config() forgets `sign`, so a restored Flip(-1) computes x: every

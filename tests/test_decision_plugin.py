@@ -93,6 +93,43 @@ def test_quantized_model_judged_by_decisions_shares_and_per_output(pytester):
     assert "compare decisions: @pytest.mark.persist(agreement='argmax')" in text
 
 
+NESTED = """
+    import pytest
+    from decision_models import X64, nested_heads
+
+    FLOAT = {"logits": 1e-6, "heads": 1e-6}  # "heads": a path prefix, both heads
+
+    @pytest.mark.persist(golden=False, rtol=FLOAT, atol=FLOAT)
+    def test_float(persist):
+        persist.check(nested_heads(), X64)
+
+    @pytest.mark.persist(golden=False, rtol=FLOAT, atol=FLOAT, agreement={"logits": "argmax"})
+    def test_logits_by_decision(persist):
+        persist.check(nested_heads(), X64)
+
+    @pytest.mark.persist(golden=False, agreement={"heads/1": "argmax"}, rtol={"head": 1e-6})
+    def test_typo(persist):
+        persist.check(nested_heads(), X64)
+"""
+
+
+def test_per_output_options_go_by_the_paths_of_nested_outputs(pytester):
+    result = run(pytester, NESTED, "--persist-formats=tflite_dynamic", "-rA")
+    assert outcomes(result) == {"test_float[tflite_dynamic]": "FAILED",
+                                "test_logits_by_decision[tflite_dynamic]": "PASSED",
+                                "test_typo[tflite_dynamic]": "FAILED"}, result.stdout.str()
+    text = result.stdout.str()
+    # only the quantized output fails at float tolerance; the float heads pass at 1e-6
+    assert "logits: expected float32[8, 10], tolerance rtol=1e-06, atol=1e-06" in text
+    assert "heads/0: expected" not in text and "heads/1: expected" not in text
+    # layers are held to the strictest per-output tolerance: the quantized Dense is named
+    assert "first divergence in the converted model: layer 'dense" in text
+    assert ("[tflite_dynamic] per-output option: rtol={'head': 1e-06} names no output 'head' "
+            "(closest: heads"
+            ) in text
+    assert "the outputs are heads/0, heads/1, logits" in text
+
+
 RESTORED = """
     import pytest
     from decision_models import flipping, X64

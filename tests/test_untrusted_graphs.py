@@ -142,16 +142,16 @@ def test_savedmodel_tf2_function_writing_a_file_is_refused(tmp_path):
     assert OPT_IN in message and not marker.exists()
 
 
-def test_savedmodel_main_op_writing_during_restore_alone_is_refused(tmp_path):
+def savedmodel_with_main_op(tmp_path: Path, build: Any) -> Any:
+    """A clean graph SavedModel re-exported with ``main_op = build(tf)``, an op the loader
+    itself runs during ``tf.saved_model.load``; its artifact."""
     tf = model_zoo.import_tensorflow()
-    marker = tmp_path / "written-at-load"
     clean = crafted.graph_model(lambda tf, x: tf.no_op())
     artifact = persist("savedmodel", tmp_path / "save").save(clean, inputs=X)
-    # Re-export the same graph with a main_op (run by the loader itself) that writes a file.
     shutil.rmtree(artifact.path)
     v1 = tf.compat.v1
     with clean.graph.as_default():
-        main_op = tf.io.write_file(str(marker), "ran")
+        main_op = build(tf)
         signature = v1.saved_model.signature_def_utils.predict_signature_def(
             {"x": clean.graph.get_tensor_by_name("x:0")},
             {"output_0": clean.graph.get_tensor_by_name("y:0")})
@@ -159,6 +159,12 @@ def test_savedmodel_main_op_writing_during_restore_alone_is_refused(tmp_path):
         builder.add_meta_graph_and_variables(clean.session, ["serve"], main_op=main_op,
                                              signature_def_map={"serving_default": signature})
         builder.save()
+    return artifact
+
+
+def test_savedmodel_main_op_writing_during_restore_alone_is_refused(tmp_path):
+    marker = tmp_path / "written-at-load"
+    artifact = savedmodel_with_main_op(tmp_path, lambda tf: tf.io.write_file(str(marker), "ran"))
     message = failure(lambda: persist("savedmodel", tmp_path / "safe").restore(
         artifact.directory))
     assert_clear(message, "savedmodel", artifact.path, r"WriteFile \(WriteFile\)")
@@ -266,6 +272,22 @@ def test_a_graph_blocking_forever_fails_at_the_timeout(fmt, tmp_path):
     start = time.monotonic()
     with pytest.raises(TimeoutError, match=r"did not finish within the persist timeout \(1.5 s\)"):
         restored(X)
+    assert time.monotonic() - start < 30
+
+
+def test_a_savedmodel_whose_main_op_blocks_fails_at_the_timeout(tmp_path):
+    """tf.saved_model.load runs the main_op itself: the load is cancelled at the deadline."""
+    artifact = savedmodel_with_main_op(tmp_path, lambda tf: tf.group(
+        tf.queue.FIFOQueue(1, tf.float32, shapes=[()]).dequeue()))
+    message = failure(lambda: persist("savedmodel", tmp_path / "safe").restore(
+        artifact.directory))
+    assert re.search(r"QueueDequeueV2|FIFOQueueV2", message) and OPT_IN in message
+
+    opted_in = persist("savedmodel", tmp_path / "unsafe", unsafe=True, timeout=1.5)
+    start = time.monotonic()
+    message = failure(lambda: opted_in.restore(artifact.directory))
+    assert_clear(message, "savedmodel", artifact.path,
+                 r"TimeoutError: the graph did not finish within the persist timeout \(1.5 s\)")
     assert time.monotonic() - start < 30
 
 

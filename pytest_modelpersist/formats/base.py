@@ -26,8 +26,8 @@ from ..restore.options import RestoreOptions
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..models import Inputs, ModelInfo
-    from ..restoring import RestoreReport, SavedVariables
+    from ..models import Inputs, ModelInfo, RestoreReport
+    from ..restore.saved import SavedVariables
 
 MANIFEST = "modelpersist.json"
 #: The model kinds (models.KINDS) and OTHER, spelled here so this module stays light.

@@ -15,8 +15,9 @@ import numpy as np
 from .. import compat
 from .._tf import import_keras
 from ..models import KERAS, KERAS2, KERAS_KINDS, Inputs, ModelInfo, RestoreReport, describe, run
+from ..restore.engine import restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restoring import SavedVariables, h5_layer_weight_names, restore_variables
+from ..restore.saved import SavedVariables, h5_layer_weight_names
 from .base import Artifact, BaseFormat, Restored
 from .containment import check_h5, check_keras_file, spill_member
 

@@ -27,14 +27,11 @@ from ..models import (
     variables,
 )
 from ..nest_tf import IOMap, graph_io, serving, tensors_by_path
+from ..restore.engine import restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restoring import (
-    Pair,
-    SavedVariables,
-    TargetVariables,
-    checkpoint_variables,
-    restore_variables,
-)
+from ..restore.plan import Pair
+from ..restore.saved import SavedVariables, checkpoint_variables
+from ..restore.targets import TargetVariables
 from ..tables import graph_table, table_captures
 from .base import Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint
@@ -53,6 +50,7 @@ def graph_model_from_function(model: Any, inputs: Inputs
     Variables become graph variables named by their paths; the input placeholders are
     ``x:0`` (``x1:0`` ...) and the outputs ``output_0:0`` ... so a loader needs no model code.
     """
+    # Over 60 lines: one trace in one graph; its parts share the graph, session and io map.
     tf = import_tensorflow()
     fn, io = serving(model, inputs)
     named = variables(model)

@@ -26,15 +26,11 @@ from ..models import (
     signature_order,
 )
 from ..nest_tf import IOMap, Serving, graph_io, serving
+from ..restore.engine import restore_into_rebuilt, restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restoring import (
-    SavedVariables,
-    checkpoint_variables,
-    plan_restore,
-    restore_into_rebuilt,
-    restore_variables,
-    target_variables,
-)
+from ..restore.plan import plan_restore
+from ..restore.saved import SavedVariables, checkpoint_variables
+from ..restore.targets import target_variables
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint
 from .pb.saved import screen_saved_model
@@ -173,6 +169,7 @@ class SavedModelFormat(BaseFormat):
         variable names (a Keras model's variable paths, ``enc/kernel``; a tf.Module's attribute
         paths; a TF1 graph's op names). `build=` alone keeps the whole-model load.
         """
+        # Over 60 lines: the file-alone and by-name paths share the artifact checks read first.
         tf = import_tensorflow()
         check_checkpoint(artifact.path / "variables" / "variables", artifact.directory,
                          fmt=self.name, allow=not options.safe_mode)
@@ -189,7 +186,8 @@ class SavedModelFormat(BaseFormat):
         screen_saved_model(artifact.path, fmt=self.name, allow=not options.safe_mode)
         if not tf.executing_eagerly():  # a process that called disable_eager_execution()
             return self.restore_in_session(artifact, key)
-        loaded = tf.saved_model.load(str(artifact.path))
+        # its init ops run here: under the persist timeout too
+        loaded = function_call(lambda: tf.saved_model.load(str(artifact.path)))
         try:
             signature = loaded.signatures[key]
         except KeyError:

@@ -171,3 +171,26 @@ def _screen(kind: str, path: Path, fmt: str) -> None:
             pb.screen_graph_def(pb.read_graph_def(path), fmt=fmt, path=path)
     except (pb.UnsafeGraphError, UnsafeArtifactError, ValueError) as exc:  # unreadable: refused
         raise LoaderError(f"[{fmt}] C API loader: {exc}") from None
+
+
+def restored_elsewhere(fmt: Any, artifact: Any, loader: str, options: Any, *, timeout: float,
+                       sys_path: Sequence[str] = (), imports: Sequence[str] = ()) -> Any:
+    """A formats.base.Restored whose every call loads and runs `artifact` in another process:
+    through the C API (`loader` CAPI) or a fresh interpreter (SUBPROCESS); `options` are the
+    parsed RestoreOptions."""
+    from ..formats.base import Restored
+
+    if loader == CAPI:
+        return Restored(artifact, None,
+                        lambda args: run_with_capi(artifact, args, timeout=timeout,
+                                                   safe_mode=options.safe_mode),
+                        how="TensorFlow's C API in a process without the tensorflow package",
+                        takes_nest=True)
+    return Restored(
+        artifact, None,
+        lambda args: run_in_subprocess(fmt, artifact, args, timeout=timeout,
+                                       options=options.given(), sys_path=sys_path,
+                                       imports=imports),
+        how="a fresh Python interpreter without the test's code (python -I)",
+        takes_nest=True,
+    )

@@ -19,6 +19,9 @@ adapter (``pb`` in ``--persist-formats``) is ``formats/frozen.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .freeze_v1 import freeze_session
 from .freeze_v2 import freeze_function
 from .graph import FrozenGraph
@@ -51,6 +54,7 @@ __all__ = [
     "estimate_graph_bytes",
     "estimate_node_bytes",
     "freeze_function",
+    "freeze_model",
     "freeze_session",
     "graph_variable_ops",
     "prune_unreachable",
@@ -64,3 +68,15 @@ __all__ = [
     "unsafe_ops",
     "write_graph_def",
 ]
+
+
+def freeze_model(model: Any, inputs: Any = None, *, keep: Sequence[str] | None = None,
+                 exclude: Sequence[str] = (), outputs: Sequence[str] | None = None) -> FrozenGraph:
+    """Freeze any model kind: a TF1 GraphModel through its session (`outputs` default to its
+    own), a Keras model or tf.Module through its concrete function for `inputs`."""
+    from ...models import GraphModel, concrete_function
+
+    if isinstance(model, GraphModel):
+        return freeze_session(model.session, list(outputs or model.output_names), keep=keep,
+                              exclude=exclude, input_names=() if outputs else model.input_names)
+    return freeze_function(concrete_function(model, inputs), keep=keep, exclude=exclude)
