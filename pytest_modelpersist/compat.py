@@ -75,7 +75,9 @@ def model_family(package: Any, model: Any) -> str:
     if isinstance(model, package.Sequential):
         return "Sequential"
     if getattr(model, "_is_graph_network", False):
-        return "Functional"
+        # A Functional subclass (a backbone class) is built from inputs/outputs too.
+        name = type(model).__name__
+        return "Functional" if name == "Functional" else f"Functional ({name})"
     return f"subclassed ({type(model).__name__})"
 
 
@@ -108,19 +110,37 @@ def _layer_weights(model: Any) -> list[tuple[str, str, Any]]:
     found: list[tuple[str, str, Any]] = []
     # Keras 2's lookup layers list a trackable that is no variable among their weights (a
     # VocabWeightHandler, which saves the vocabulary): seen as taken, never named.
-    seen: set[int] = {id(w) for w in model.weights if not callable(getattr(w, "assign", None))}
+    seen: set[int] = {id(w) for w in model.weights if not _is_variable(w)}
     for i, layer in enumerate(model.layers):
         weights = [w for w in layer.weights if id(w) not in seen]
         names = layer_weight_names(layer.name, [w.name for w in weights])
         for name, w in zip(names, weights, strict=True):
             seen.add(id(w))
             weight = name[len(layer.name) + 1:]
+            # A layer with sublayers names its weights under its own, auto-generated name
+            # (multi_head_attention_1/query/kernel), which a rebuilt model does not share.
+            weight = weight.removeprefix(f"{layer.name}/")
             found.append((name, f"{i}.{type(layer).__name__}/{weight}", w))
     for w in model.weights:  # a subclassed model's own add_weight: no layer owns it
         if id(w) not in seen:
             seen.add(id(w))
             found.append((short_name(w.name), f"model/{short_name(w.name)}", w))
     return found
+
+
+def _is_variable(weight: Any) -> bool:
+    return callable(getattr(weight, "assign", None))
+
+
+def non_variable_weights(model: Any) -> list[str]:
+    """``<layer> (<class>)`` for each top-level layer of a Keras 2 model that lists a weight
+    that is no variable (a lookup layer's VocabWeightHandler, which holds its vocabulary).
+
+    Keras 2's legacy HDF5 files hold variables only: saving such a model raises
+    NotImplementedError.
+    """
+    return [f"{layer.name} ({type(layer).__name__})" for layer in model.layers
+            if not all(_is_variable(w) for w in layer.weights)]
 
 
 def keras2_variables(model: Any) -> dict[str, Any]:

@@ -114,7 +114,7 @@ from pytest_modelpersist import BaseFormat
 
 class DiskFull(BaseFormat):
     name = "disk_full"
-    kinds = frozenset({"keras"})
+    kinds = frozenset({"keras", "keras2"})  # keras2: TF 2.15's own tf.keras
     description = "a format whose save always fails (the disk is full)"
 
     def save(self, model, directory, *, inputs):

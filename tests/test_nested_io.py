@@ -17,6 +17,8 @@ import pytest
 from pytest_modelpersist import GraphModel
 from pytest_modelpersist._tf import import_keras, import_tensorflow
 
+import model_zoo
+
 pytestmark = pytest.mark.persist(golden=False, loaders=["inprocess"])
 
 
@@ -210,7 +212,13 @@ def adapted_text_model(adapt: bool = True) -> Any:
 @pytest.mark.persist(formats=["tf_checkpoint", "weights_h5"])
 def test_a_table_that_was_not_restored_fails_naming_it(persist):
     """Tables are accounted like variables: Keras weights files drop an adapted vocabulary."""
-    artifact = persist.save(adapted_text_model(), inputs=np.array(["the dog"]))
+    model = adapted_text_model()
+    if persist.format == "weights_h5" and model_zoo.keras_major() == 2:
+        # Keras 2 refuses to write the vocabulary's handler to HDF5: the format does not apply.
+        reason = persist.applies_to(model)
+        assert reason and re.search(r"text_vectorization\w* \(TextVectorization\)", reason)
+        return
+    artifact = persist.save(model, inputs=np.array(["the dog"]))
     with pytest.raises(pytest.fail.Exception) as info:
         persist.restore(artifact, build=lambda: adapted_text_model(adapt=False))
     message = str(info.value)
@@ -406,7 +414,8 @@ def test_functional_subclass_is_labelled_functional_and_h5_applies(pytester):
             super().__init__(inputs=inp, outputs=keras.layers.Dense(1)(inp))
 
     info = describe(Backbone())
-    assert info.detail == "Keras Functional (Backbone) model"
+    assert info.detail == ("Keras Functional (Backbone) model" if model_zoo.keras_major() == 3
+                           else "Keras 2 Functional (Backbone) model (keras)")
     assert H5Format().unsupported(Backbone(), info) is None
 
 

@@ -61,6 +61,17 @@ class _KerasFormat(BaseFormat):
 
     kinds = frozenset(KERAS_KINDS)
     restore_options = INTO_MODEL
+    #: Keras 2 writes this format as legacy HDF5, which holds variables only.
+    keras2_legacy_h5 = False
+
+    def unsupported(self, model: Any, info: ModelInfo) -> str | None:
+        if self.keras2_legacy_h5 and info.kind == KERAS2:
+            held = compat.non_variable_weights(model)
+            if held:
+                return (f"Keras 2's legacy HDF5 holds variables only, and {', '.join(held)} "
+                        "keeps state in another object (a lookup layer's vocabulary); use "
+                        "the keras, tf_checkpoint or savedmodel format")
+        return super().unsupported(model, info)
 
     def safe_mode_scope(self, on: bool) -> AbstractContextManager[None]:
         return keras_safe_mode(on)
@@ -103,6 +114,7 @@ class _KerasModelFormat(_KerasFormat):
 class H5Format(_KerasModelFormat):
     name = "h5"
     suffix = ".h5"
+    keras2_legacy_h5 = True
     description = "Keras full-model HDF5 (legacy), keras.models.load_model"
 
     def unsupported(self, model: Any, info: ModelInfo) -> str | None:
@@ -247,6 +259,7 @@ class WeightsH5Format(_KerasFormat):
     description = ("Keras model.save_weights('.weights.h5'; Keras 2: legacy '.h5'), "
                    "load_weights into a rebuilt model")
     needs_build = True
+    keras2_legacy_h5 = True
 
     def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
         info = describe(model)

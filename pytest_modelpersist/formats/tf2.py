@@ -135,7 +135,6 @@ class SavedModelFormat(BaseFormat):
         tf = import_tensorflow()
         info = describe(model)
         path = directory / "saved_model"
-        meta: dict[str, Any] = {}
         if info.kind == KERAS:
             # One argument per input leaf, named by its path, one output key per output path:
             # the manifest's io map says which is which (never the order names sort in).
@@ -146,19 +145,21 @@ class SavedModelFormat(BaseFormat):
             archive.add_endpoint("serve", keras_serving.fn, input_signature=keras_serving.specs)
             archive.write_out(str(path), verbose=False)
             io = keras_serving.io()
-        elif info.kind == KERAS2:  # Keras 2's own SavedModel; its signature names by layer
-            model.save(str(path), save_format="tf")
-            io = None
-            meta = {"signature_inputs": list(getattr(model, "input_names", None) or []),
-                    "signature_outputs": list(getattr(model, "output_names", None) or [])}
+        elif info.kind == KERAS2:
+            # Keras 2's own SavedModel (keras.models.load_model reads it back), with the same
+            # serving signature as above: Keras 2's default one flattens a dict or nested output
+            # into keys named after its output layers, and the structure is lost.
+            keras_serving = Serving(model, inputs, keras_model=True)
+            model.save(str(path), save_format="tf",
+                       signatures={"serving_default": keras_serving.concrete()})
+            io = keras_serving.io()
         elif info.kind == MODULE:
             fn, io = serving(model, inputs)
             tf.saved_model.save(model, str(path), signatures={"serving_default": fn})
         else:
             io = save_graph_savedmodel(model, path)
         return self.new_artifact(directory, "saved_model", info, inputs,
-                                 signature="serving_default",
-                                 **({"io": io.to_json()} if io is not None else meta))
+                                 signature="serving_default", io=io.to_json())
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Load the SavedModel and run its signature; or restore its variables by name.
@@ -195,7 +196,7 @@ class SavedModelFormat(BaseFormat):
                                 f"{sorted(loaded.signatures)}") from None
         arg_specs = signature.structured_input_signature[1]
         io = IOMap.from_meta(artifact.meta)
-        # No io map (a Keras 2 export, an older artifact): the order the save recorded, else
+        # No io map (an artifact of an older version, a Keras 2 one named by layer): the order the save recorded, else
         # argument names in natural order.
         names = io.inputs.names if io else signature_order(arg_specs, artifact.meta, "inputs")
 
@@ -220,7 +221,8 @@ class SavedModelFormat(BaseFormat):
 
         def both(inputs: Any) -> Any:
             by_signature = runner(inputs)
-            agree_or_raise(by_signature, nest.flat_arrays(run(keras_model, inputs))[1], artifact)
+            agree_or_raise(nest.flat_arrays(by_signature)[1],
+                           nest.flat_arrays(run(keras_model, inputs))[1], artifact)
             return by_signature
 
         return Restored(artifact, keras_model, both, takes_nest=True,

@@ -129,7 +129,7 @@ def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOU
                 path, artifact.meta.get("signature", "serving_default"))
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
-        # No io map (a Keras 2 export, an older artifact): the order the save recorded, else
+        # No io map (an artifact of an older version, a Keras 2 one named by layer): the order the save recorded, else
         # names in natural order.
         in_keys = io.inputs.names if io else signature_order(sig_in, artifact.meta, "inputs")
         out_keys = io.outputs.names if io else signature_order(sig_out, artifact.meta, "outputs")
