@@ -260,3 +260,35 @@ def graph_io(model: Any) -> IOMap:
     ins, outs = model.input_names, model.output_names
     return IOMap(side(ins, "input", safe_names([t.split(":")[0] for t in ins])),
                  side(outs, "output", [f"output_{i}" for i in range(len(outs))]))
+
+
+def keras2_signature_order(model: Any) -> dict[str, list[str]]:
+    """The order a Keras 2 model's own SavedModel signature lists its flat inputs and outputs
+    (by layer: ``input_names``, ``output_names``), as artifact meta (see models.signature_order).
+    """
+    return {"signature_inputs": list(getattr(model, "input_names", None) or []),
+            "signature_outputs": list(getattr(model, "output_names", None) or [])}
+
+
+def keras2_signature_io(model: Any, inputs: Any, path: Any) -> IOMap | None:
+    """The io map of a Keras 2 model's own SavedModel at `path` (``model.save(dir)``).
+
+    Keras 2's serving signature is flat: one argument per input, one output key per output
+    leaf in flatten order, each named after its layer (``keras.saving.legacy.saving_utils.
+    trace_model_call``). Returns None when the keys do not line up one per leaf (the restore
+    then falls back to the order by layer, flat).
+    """
+    from .loaders.capi import savedmodel_signature
+    from .models import signature_order
+
+    sig_in, sig_out = savedmodel_signature(path, "serving_default")
+    order = keras2_signature_order(model)
+    out = nest.to_numpy(call_model(model, feedable(inputs), keras_model=True))
+    in_structure = nest.structure_of(inputs)
+    in_paths = nest.leaf_paths(in_structure, nest.INPUT) if inputs is not None else []
+    out_paths = nest.leaf_paths(out)
+    if len(in_paths) != len(sig_in) or len(out_paths) != len(sig_out):
+        return None
+    return IOMap(IOSide(in_structure, in_paths, signature_order(sig_in, order, "inputs")),
+                 IOSide(nest.structure_of(out), out_paths,
+                        signature_order(sig_out, order, "outputs")))

@@ -25,7 +25,14 @@ from ..models import (
     run,
     signature_order,
 )
-from ..nest_tf import IOMap, Serving, graph_io, serving
+from ..nest_tf import (
+    IOMap,
+    Serving,
+    graph_io,
+    keras2_signature_io,
+    keras2_signature_order,
+    serving,
+)
 from ..restore.engine import restore_into_rebuilt, restore_variables
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restore.plan import plan_restore
@@ -135,6 +142,7 @@ class SavedModelFormat(BaseFormat):
         tf = import_tensorflow()
         info = describe(model)
         path = directory / "saved_model"
+        io: IOMap | None
         if info.kind == KERAS:
             # One argument per input leaf, named by its path, one output key per output path:
             # the manifest's io map says which is which (never the order names sort in).
@@ -146,20 +154,19 @@ class SavedModelFormat(BaseFormat):
             archive.write_out(str(path), verbose=False)
             io = keras_serving.io()
         elif info.kind == KERAS2:
-            # Keras 2's own SavedModel (keras.models.load_model reads it back), with the same
-            # serving signature as above: Keras 2's default one flattens a dict or nested output
-            # into keys named after its output layers, and the structure is lost.
-            keras_serving = Serving(model, inputs, keras_model=True)
-            model.save(str(path), save_format="tf",
-                       signatures={"serving_default": keras_serving.concrete()})
-            io = keras_serving.io()
+            # Keras 2's own SavedModel, as model.save(dir) writes it for serving code: its
+            # signature names arguments and outputs after the layers, flat; the io map gives
+            # them the model's structure back.
+            model.save(str(path), save_format="tf")
+            io = keras2_signature_io(model, inputs, path)
         elif info.kind == MODULE:
             fn, io = serving(model, inputs)
             tf.saved_model.save(model, str(path), signatures={"serving_default": fn})
         else:
             io = save_graph_savedmodel(model, path)
+        meta = {"io": io.to_json()} if io is not None else keras2_signature_order(model)
         return self.new_artifact(directory, "saved_model", info, inputs,
-                                 signature="serving_default", io=io.to_json())
+                                 signature="serving_default", **meta)
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Load the SavedModel and run its signature; or restore its variables by name.
@@ -196,8 +203,8 @@ class SavedModelFormat(BaseFormat):
                                 f"{sorted(loaded.signatures)}") from None
         arg_specs = signature.structured_input_signature[1]
         io = IOMap.from_meta(artifact.meta)
-        # No io map (an artifact of an older version, a Keras 2 one named by layer): the order the save recorded, else
-        # argument names in natural order.
+        # No io map (an older artifact; a Keras 2 one whose keys did not line up): the order
+        # the save recorded, else argument names in natural order.
         names = io.inputs.names if io else signature_order(arg_specs, artifact.meta, "inputs")
 
         def runner(inputs: Any) -> Any:

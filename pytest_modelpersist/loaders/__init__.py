@@ -129,8 +129,8 @@ def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOU
                 path, artifact.meta.get("signature", "serving_default"))
         except CapiLoaderError as exc:
             raise LoaderError(f"[{artifact.format}] {exc}") from None
-        # No io map (an artifact of an older version, a Keras 2 one named by layer): the order the save recorded, else
-        # names in natural order.
+        # No io map (an older artifact; a Keras 2 one whose keys did not line up): the order
+        # the save recorded, else names in natural order.
         in_keys = io.inputs.names if io else signature_order(sig_in, artifact.meta, "inputs")
         out_keys = io.outputs.names if io else signature_order(sig_out, artifact.meta, "outputs")
         feeds_names = [sig_in[k] for k in in_keys]
