@@ -6,8 +6,12 @@ registered custom layer; each format goes through Keras 2's own API and the plug
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,6 +149,27 @@ def test_tf_use_legacy_keras_in_a_subprocess(pytester, monkeypatch):
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes.get("passed", 0) >= 7, result.stdout.str()
+
+
+def test_this_suite_passes_under_tf_use_legacy_keras(tmp_path):
+    """This whole module again in a fresh interpreter with TF_USE_LEGACY_KERAS=1, where
+    `tf.keras` is `tf_keras` (TF 2.16+): what a Keras 2 repository on a new TensorFlow runs."""
+    from pytest_modelpersist import compat
+
+    if compat.legacy_keras_requested():
+        pytest.skip("this is the run under TF_USE_LEGACY_KERAS=1")
+    if keras2_zoo.keras2().__name__ == "keras":
+        pytest.skip("TF_USE_LEGACY_KERAS is for TF 2.16+; here tf.keras is Keras 2 already")
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-p",
+         "no:xdist", "--basetemp", str(tmp_path / "run")],
+        cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True,
+        timeout=900, check=False)
+    tail = run.stdout[-3000:]
+    assert run.returncode == 0, tail
+    counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|skipped|failed)", tail))
+    assert counts.get("passed", 0) >= 40 and not counts.get("failed"), tail
 
 
 def test_importing_the_plugin_imports_no_keras2(pytester):
