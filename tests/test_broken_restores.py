@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.base import BaseFormat, WrappedFormat
+from pytest_modelpersist.persist import CheckOptions, Persist
 from pytest_modelpersist.restoring import WholeModel, restore_with
 
 import model_zoo

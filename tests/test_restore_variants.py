@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.tf1 import save_steps
 from pytest_modelpersist.models import RestoreReport
+from pytest_modelpersist.persist import CheckOptions, Persist
 from pytest_modelpersist.restore.options import RestoreOptions
 from pytest_modelpersist.restoring import ByName, restore_with
 
