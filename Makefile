@@ -44,11 +44,10 @@ define run_suites
 	cd example_project && ../$(1) -m pytest -q -p no:cacheprovider $(2)
 endef
 
-## The plugin's tests and the example project on TF 2.21, then the example project through the
-## conversion formats. The TF 2.15.1 leg (test-tf215) joins once the tests issues 11 and 13
-## added pass there (README: Keras 2 and the TensorFlow versions).
-test: venv
-	$(MAKE) -k test-tf221 test-conversions
+## The plugin's tests and the example project on TF 2.21 and on TF 2.15.1, then the example
+## project through the conversion formats (README: Keras 2 and the TensorFlow versions).
+test: venvs
+	$(MAKE) -k test-tf221 test-tf215 test-conversions
 
 test-tf221: venv
 	$(call run_suites,$(PY))
