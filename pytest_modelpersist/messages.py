@@ -146,13 +146,19 @@ def module_defining(class_name: str) -> str | None:
     return None
 
 
+_XDIST_HEADER = re.compile(r"\[gw\d+\] \S+ -- Python \S+ ")
+
+
 def cause_of(message: str) -> str:
     """The part of a failure message that is the same across formats and files.
 
     "[h5] restore /tmp/.../m.h5 (Keras model) failed: ValueError: X" -> "ValueError: X", so
     the terminal summary can count items that failed for one reason.
     """
-    first = next((ln.strip() for ln in clean_message(message).splitlines() if ln.strip()), "")
+    # xdist heads a worker's failure text with the worker and its Python ("[gw0] linux --
+    # Python 3.11.7 /venv/bin/python"): the same for every item, so never the cause.
+    first = next((ln.strip() for ln in clean_message(message).splitlines()
+                  if ln.strip() and not _XDIST_HEADER.match(ln.strip())), "")
     if " failed: " in first:
         first = first.split(" failed: ", 1)[1]
     first = re.sub(r"^\[[\w.\-]+\]\s*", "", first)
