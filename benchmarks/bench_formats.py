@@ -226,7 +226,7 @@ def plugin_setup(fmt_name: str) -> tuple[Any, PhaseTimer]:
     """The built-in format `fmt_name`, its save/restore and the plugin's helpers timed."""
     import importlib
 
-    from pytest_modelpersist import api
+    from pytest_modelpersist import persist as persist_module
     from pytest_modelpersist.formats import BUILTIN_FORMATS
 
     fmt = next(f() for f in BUILTIN_FORMATS if f.name == fmt_name)
@@ -248,14 +248,14 @@ def plugin_setup(fmt_name: str) -> tuple[Any, PhaseTimer]:
             timer.add("restore", time.perf_counter() - t0 - inner)
 
     fmt.restore = restore_minus_inner  # type: ignore[method-assign]
-    api.run = timer.timed(api.run, "original")  # type: ignore[assignment]
+    persist_module.run = timer.timed(persist_module.run, "original")  # type: ignore[assignment]
     return fmt, timer
 
 
 def plugin(fmt: Any, timer: PhaseTimer, model: Any, x: Any, build: Callable[[], Any],
            directory: Path) -> dict[str, float]:
-    from pytest_modelpersist.api import CheckOptions, Persist
     from pytest_modelpersist.formats.base import Restored
+    from pytest_modelpersist.persist import CheckOptions, Persist
 
     timer.seconds.clear()
     orig_call = Restored.__call__

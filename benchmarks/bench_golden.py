@@ -158,7 +158,7 @@ def worker(variant: str, case: str, mb: float, workdir: Path) -> dict[str, float
     import numpy as np
 
     from pytest_modelpersist import compare, golden
-    from pytest_modelpersist.api import CheckOptions, GoldenTarget, Persist
+    from pytest_modelpersist.persist import CheckOptions, GoldenTarget, Persist
 
     actual = actual_outputs(mb, case)
     sidecar = golden.sidecar_path(workdir / "goldens", "test_golden")

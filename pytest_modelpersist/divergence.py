@@ -32,6 +32,7 @@ import numpy as np
 from .compare import Tolerance, compare_array, tolerance_for
 
 if TYPE_CHECKING:
+    from .formats.base import Restored
     from .settings import CheckOptions
 
 #: Layers compared at most (one forward pass per model computes them all; the bound keeps the
@@ -230,7 +231,7 @@ def _tensor_of(layer: str, shape: tuple[int, ...],
     return match[-1] if match else None
 
 
-def explain_restored(original: Any, restored: Any, inputs: list[np.ndarray], *,
+def explain_restored(original: Any, restored: Restored, inputs: list[np.ndarray], *,
                      tolerance: Tolerance | None = None) -> str:
     """The divergence line for a mismatching `restored` (formats.base.Restored), or ''.
 
@@ -239,7 +240,7 @@ def explain_restored(original: Any, restored: Any, inputs: list[np.ndarray], *,
     of a failure already found: if it breaks, the line says so and the failure stands.
     """
     try:
-        intermediates = getattr(restored, "intermediates", None)
+        intermediates = restored.intermediates
         if intermediates is not None:
             return explain_tflite(original, lambda: intermediates(inputs), inputs,
                                   tolerance=tolerance)

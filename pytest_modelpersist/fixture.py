@@ -16,8 +16,8 @@ from .golden_paths import golden_dir_for
 from .settings import PersistSettings, marker_options
 
 if TYPE_CHECKING:
-    from .api import Persist
     from .cache import ArtifactCache
+    from .persist import Persist
 
 FORMAT_PROPERTY = "modelpersist_format"
 GOLDEN_PROPERTY = "modelpersist_golden"
@@ -33,9 +33,9 @@ class PersistFactory:
     def make(self, request: pytest.FixtureRequest) -> Persist:
         """The `persist` fixture's value for one parametrized test item."""
         from ._tf import INSTALL_HINT, import_tensorflow, tensorflow_available
-        from .api import Persist
         from .formats import LazyFormat
         from .golden_check import GoldenTarget
+        from .persist import Persist
 
         param = getattr(request, "param", None)
         if param is None:

@@ -18,7 +18,7 @@ from .settings import MARKER_KEYWORDS, SETTINGS_KEY, PersistSettings
 from .summary import PersistSummary
 
 if TYPE_CHECKING:
-    from .api import Persist
+    from .persist import Persist
 
 FACTORY_KEY = pytest.StashKey[PersistFactory]()
 

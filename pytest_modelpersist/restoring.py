@@ -3,7 +3,8 @@
 Real code rarely restores a model exactly as it was saved: layers are renamed, scopes move, a
 backbone goes into a new head. Every variable-holding format describes its file as
 :class:`SavedVariables` (name -> shape and dtype, how to read a value, other names an entry is
-known by) and hands it to :func:`restore_variables` with the user's :class:`RestoreOptions`:
+known by) and hands it, in a :class:`ByName` reader, to the one engine :func:`restore_with`
+with the user's :class:`RestoreOptions`:
 
 * ``var_map`` -- saved name -> target variable (or its name); keys ending in ``/`` are prefix
   maps in the style of ``init_from_checkpoint`` (``{'old_scope/': 'new_scope/'}``);
@@ -18,23 +19,18 @@ their aliases: a Keras variable's ``path`` (``enc/kernel``), its legacy-HDF5 nam
 (``<layer name>/<weight>``) and, for object-based checkpoints, its object path.
 
 The pieces live in :mod:`pytest_modelpersist.restore`: ``saved`` (what a file holds),
-``targets`` (the target's variables), ``plan`` (matching) and ``engine`` (perturb, fill,
-verify, report). This module keeps the names the formats and tests import.
+``targets`` (the target's variables), ``plan`` (matching), ``engine`` (perturb, fill, verify,
+report) and ``readers`` (by name, or a format's own whole-model loader). This module keeps the
+names tests import.
 """
 
 from __future__ import annotations
 
 from .models import RestoreReport
-from .restore.engine import (
-    aligned_by_position,
-    assign_pairs,
-    ensure_built,
-    restore_into_rebuilt,
-    restore_target,
-    restore_variables,
-)
+from .restore.engine import Planned, Reader, ensure_built, restore_target, restore_with
 from .restore.options import RestoreOptions
 from .restore.plan import Pair, RestorePlan, plan_restore
+from .restore.readers import ByName, WholeModel, aligned_by_position, assign_pairs
 from .restore.saved import (
     OBJECT_GRAPH_KEY,
     VALUE_SUFFIX,
@@ -45,8 +41,9 @@ from .restore.saved import (
 from .restore.targets import TargetVariables, target_variables
 
 __all__ = [
-    "OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "Pair", "RestoreOptions", "RestorePlan", "RestoreReport",
-    "SavedVariables", "TargetVariables", "aligned_by_position", "assign_pairs",
-    "checkpoint_variables", "ensure_built", "h5_layer_weight_names", "plan_restore",
-    "restore_into_rebuilt", "restore_target", "restore_variables", "target_variables",
+    "OBJECT_GRAPH_KEY", "VALUE_SUFFIX", "ByName", "Pair", "Planned", "Reader", "RestoreOptions",
+    "RestorePlan", "RestoreReport", "SavedVariables", "TargetVariables", "WholeModel",
+    "aligned_by_position", "assign_pairs", "checkpoint_variables", "ensure_built",
+    "h5_layer_weight_names", "plan_restore", "restore_target", "restore_with",
+    "target_variables",
 ]

@@ -30,8 +30,8 @@ def new_persist(fmt: Any, tmp_path: Path, **options: Any) -> Any:
 
     `options` are CheckOptions fields (rtol=, safe_mode=, timeout=, ...); `golden=` a GoldenTarget.
     """
-    from pytest_modelpersist.api import Persist
     from pytest_modelpersist.formats import BUILTIN_FORMATS
+    from pytest_modelpersist.persist import Persist
     from pytest_modelpersist.settings import CheckOptions
 
     if isinstance(fmt, str):

@@ -27,10 +27,10 @@ from fuzz_common import run_property  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pytest_modelpersist.api import CheckOptions, Persist  # noqa: E402
 from pytest_modelpersist.formats.base import Artifact  # noqa: E402
 from pytest_modelpersist.formats.tf1 import CkptFormat  # noqa: E402
 from pytest_modelpersist.formats.tf2 import SavedModelFormat  # noqa: E402
+from pytest_modelpersist.persist import CheckOptions, Persist  # noqa: E402
 
 import model_zoo  # noqa: E402
 

@@ -42,8 +42,8 @@ import numpy as np
 import pytest
 
 from pytest_modelpersist import golden as gf
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS, OPT_IN
+from pytest_modelpersist.persist import CheckOptions, Persist
 
 import model_zoo
 

@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.base import BaseFormat, WrappedFormat
-from pytest_modelpersist.restoring import RestoreReport, restore_into_rebuilt
+from pytest_modelpersist.persist import CheckOptions, Persist
+from pytest_modelpersist.restoring import WholeModel, restore_with
 
 import model_zoo
 
@@ -191,8 +191,9 @@ class NoopRestore(BaseFormat):
 
     def restore(self, artifact: Any, options: Any) -> Any:
         # Claims success but assigns nothing: only the perturbation accounting can see it.
-        return restore_into_rebuilt(self.name, artifact, options, lambda target: RestoreReport(),
-                                    how="a restore that does nothing")
+        return restore_with(self.name, artifact, options,
+                            WholeModel(lambda target, planned: None),
+                            how="a restore that does nothing")
 
 
 def test_silent_noop_restore_is_caught_and_names_variables(tmp_path, x4):

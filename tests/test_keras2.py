@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.models import KERAS2, as_output_list, describe, variables
+from pytest_modelpersist.persist import CheckOptions, Persist
 
 import keras2_zoo
 

@@ -8,8 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
+from pytest_modelpersist.persist import CheckOptions, Persist
 
 import model_zoo
 

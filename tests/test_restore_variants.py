@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import BUILTIN_FORMATS
 from pytest_modelpersist.formats.tf1 import save_steps
 from pytest_modelpersist.models import RestoreReport
+from pytest_modelpersist.persist import CheckOptions, Persist
 from pytest_modelpersist.restore.options import RestoreOptions
-from pytest_modelpersist.restoring import restore_variables
+from pytest_modelpersist.restoring import ByName, restore_with
 
 import model_zoo
 import variant_models as vm
@@ -416,8 +416,8 @@ def test_a_loader_that_loads_nothing_is_caught(tmp_path):
     def pretend(model: Any, report: RestoreReport) -> str:
         return "a loader that claims success"
 
-    restored = restore_variables("weights_h5", artifact, saved,
-                                 RestoreOptions(into=vm.mlp(seed=2)), how="test", load=pretend)
+    restored = restore_with("weights_h5", artifact, RestoreOptions(into=vm.mlp(seed=2)),
+                            ByName(saved, load=pretend), how="test")
     assert not restored.report.complete
     first = "layers/dense/vars/0" if model_zoo.keras_major() == 3 else "enc/kernel"
     assert f"{first} (value unchanged by the restore)" in restored.report.missing

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from test_bad_input import FORMATS, assert_clear, failure
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.formats import containment
 from pytest_modelpersist.models import as_output_list
 from pytest_modelpersist.models import run as run_model
+from pytest_modelpersist.persist import CheckOptions, Persist
 
 import model_zoo
 
@@ -179,7 +179,7 @@ def test_full_model_h5_with_an_unstored_billion_elements_is_refused_in_bounded_m
     artifact = saved("h5", tmp_path)
     cf.declare_unstored(artifact.path, KERNEL["h5"])
     out, growth = child_peak_growth("""
-        from pytest_modelpersist.api import CheckOptions, Persist
+        from pytest_modelpersist.persist import CheckOptions, Persist
         from pytest_modelpersist.formats.keras_formats import H5Format
         try:
             Persist(H5Format(), tmp_path=__import__("pathlib").Path(sys.argv[2]),
@@ -201,7 +201,7 @@ def test_keras_zip_bomb_is_refused_from_declared_sizes_in_bounded_memory(tmp_pat
     out, growth = child_peak_growth("""
         import pathlib
         import model_zoo
-        from pytest_modelpersist.api import CheckOptions, Persist
+        from pytest_modelpersist.persist import CheckOptions, Persist
         from pytest_modelpersist.formats.keras_formats import KerasFormat
         for mode in ("by-name", "load_model"):
             p = Persist(KerasFormat(), tmp_path=pathlib.Path(sys.argv[2]) / mode,
@@ -230,7 +230,7 @@ def test_opted_in_keras_member_is_streamed_not_read_into_memory(tmp_path):
     out, growth = child_peak_growth("""
         import pathlib
         import model_zoo
-        from pytest_modelpersist.api import CheckOptions, Persist
+        from pytest_modelpersist.persist import CheckOptions, Persist
         from pytest_modelpersist.formats.keras_formats import KerasFormat
         p = Persist(KerasFormat(), tmp_path=pathlib.Path(sys.argv[2]),
                     options=CheckOptions(golden=False, safe_mode=False))
@@ -392,7 +392,7 @@ def test_checkpoint_index_refusal_keeps_memory_bounded(tmp_path):
     cf.claim_huge_tensor(str(artifact.path), elements=1 << 31)  # 8 GiB declared
     out, growth = child_peak_growth("""
         import pathlib, model_zoo
-        from pytest_modelpersist.api import CheckOptions, Persist
+        from pytest_modelpersist.persist import CheckOptions, Persist
         from pytest_modelpersist.formats.tf2 import TFCheckpointFormat
         try:
             Persist(TFCheckpointFormat(), tmp_path=pathlib.Path(sys.argv[2]),
@@ -444,7 +444,7 @@ def test_keras_config_with_enormous_units_is_refused_before_building(fmt, units,
             f.attrs["model_config"] = json.dumps(config)
     out, growth = child_peak_growth(f"""
         import pathlib
-        from pytest_modelpersist.api import CheckOptions, Persist
+        from pytest_modelpersist.persist import CheckOptions, Persist
         from pytest_modelpersist.formats import BUILTIN_FORMATS
         fmt = {{c.name: c for c in BUILTIN_FORMATS}}[{fmt!r}]()
         try:

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from test_bad_input import FORMATS, assert_clear, failure
 
-from pytest_modelpersist.api import CheckOptions, Persist
 from pytest_modelpersist.models import as_output_list
 from pytest_modelpersist.models import run as run_model
+from pytest_modelpersist.persist import CheckOptions, Persist
 
 import model_zoo
 

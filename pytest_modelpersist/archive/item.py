@@ -23,8 +23,8 @@ from .options import ArchiveSettings, describe_versions
 from .store import ArchiveError, entry_objects
 
 if TYPE_CHECKING:
-    from ..api import CheckResult, Persist
     from ..formats.base import Artifact
+    from ..persist import CheckResult, Persist
     from ..restore.options import RestoreOptions
     from ..settings import CheckOptions
 
@@ -174,11 +174,11 @@ class ArchiveItem:
     def _replay(self, persist: Persist, doc: dict[str, Any], inputs: Any,
                 attempts: list[RestoreOptions], settings: CheckOptions) -> CheckResult:
         __tracebackhide__ = True
-        from ..api import CheckResult
         from ..formats.base import Artifact
         from ..formats.conversion import declared_tolerances
         from ..nest import pack, present
         from ..outputs import named_leaves
+        from ..persist import CheckResult
 
         store = self.settings.store
         where = persist.scratch(f"archive-{self.replay_label}-{self._checks}")
@@ -187,7 +187,7 @@ class ArchiveItem:
             artifact = Artifact.from_directory(where)
         except (KeyError, TypeError, ValueError) as exc:  # a hand-edited entry
             raise ArchiveError(f"the entry does not describe an artifact: {exc}") from None
-        persist._check_manifest(artifact)
+        persist.check_manifest(artifact)
         archived_inputs = self._inputs(doc["inputs"], inputs)
         names = doc["outputs"]["names"]
         expected = dict(zip(names, _unnpz(store.get_bytes(doc["outputs"]["object"],
@@ -197,9 +197,9 @@ class ArchiveItem:
         settings = settings.merged(table={**settings.table, **declared_tolerances(artifact)})
         result = CheckResult(persist.format, artifact, [], expected, [], [])
         for attempt in attempts:
-            restored = persist._restore(artifact, attempt)
+            restored = persist.restore_parsed(artifact, attempt)
             actual = restored.outputs(inputs)
-            judged = persist._judge(expected, named_leaves(actual), settings)
+            judged = persist.judge(expected, named_leaves(actual), settings)
             text = judged.report(f"restored outputs differ from the outputs archived at "
                                  f"recording (restored via {restored.how}):")
             if text:

@@ -14,8 +14,9 @@ import numpy as np
 from .. import compat
 from .._tf import import_keras
 from ..models import KERAS, KERAS2, KERAS_KINDS, Inputs, ModelInfo, RestoreReport, describe, run
-from ..restore.engine import restore_variables
+from ..restore.engine import restore_with
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
+from ..restore.readers import ByName
 from ..restore.saved import SavedVariables, h5_layer_weight_names
 from .base import Artifact, BaseFormat, Restored
 from .containment import check_h5, check_keras_file, spill_member
@@ -124,8 +125,8 @@ def restore_legacy_h5_by_name(fmt: str, artifact: Artifact, options: RestoreOpti
                 + (", skip_mismatch=True)" if options.skip_mismatched else ")"))
 
     saved = read_legacy_h5(artifact.path, fmt=fmt, allow=not options.safe_mode)
-    return restore_variables(fmt, artifact, saved, options,
-                             how="h5py read + assign by layer name", load=load, display="h5")
+    return restore_with(fmt, artifact, options, ByName(saved, load=load, display="h5"),
+                        how="h5py read + assign by layer name")
 
 
 class KerasFormat(_KerasModelFormat):
@@ -147,9 +148,9 @@ class KerasFormat(_KerasModelFormat):
                 "skip_mismatched) of a Keras 2 .keras archive is not supported: its weights "
                 "are named by class and position, not by layer; use the h5 or weights_h5 "
                 "format (Keras 2's load_weights(by_name=True)), or keras.models.load_model")
-        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
-                                 options,
-                                 how="model.weights.h5 of the archive, read with h5py, by path")
+        return restore_with(self.name, artifact, options,
+                            ByName(self.saved_names(artifact, options)),
+                            how="model.weights.h5 of the archive, read with h5py, by path")
 
 
 def _h5_strings(group: Any, name: str) -> list[str]:
@@ -265,8 +266,9 @@ class WeightsH5Format(_KerasFormat):
             model.load_weights(path)
             return "model.load_weights"
 
-        return restore_variables(self.name, artifact, self.saved_names(artifact, options),
-                                 options, how="h5py read + assign by dataset path", load=load)
+        return restore_with(self.name, artifact, options,
+                            ByName(self.saved_names(artifact, options), load=load),
+                            how="h5py read + assign by dataset path")
 
 
 @contextlib.contextmanager

@@ -27,11 +27,10 @@ from ..models import (
     variables,
 )
 from ..nest_tf import IOMap, graph_io, serving, tensors_by_path
-from ..restore.engine import restore_variables
+from ..restore.engine import Planned, restore_with
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
-from ..restore.plan import Pair
+from ..restore.readers import ByName
 from ..restore.saved import SavedVariables, checkpoint_variables
-from ..restore.targets import TargetVariables
 from ..tables import graph_table, table_captures
 from .base import Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint
@@ -212,18 +211,18 @@ class CkptFormat(BaseFormat):
 
         which = "" if Path(prefix).name == PREFIX else f" ({Path(prefix).name})"
 
-        def assign(target: Any, tv: TargetVariables, pairs: list[Pair]) -> str | None:
+        def assign(target: Any, planned: Planned) -> str | None:
             if not isinstance(target, GraphModel):
                 return None  # eager variables: the values read by name are assigned
             with target.graph.as_default():
-                saver = tf.compat.v1.train.Saver(var_list={s: tv.named[t] for s, t in pairs})
+                saver = tf.compat.v1.train.Saver(
+                    var_list={s: planned.variables[t] for s, t in planned.pairs})
                 saver.restore(target.session, prefix)
             return f"Saver(var_list={{saved name: variable}}).restore{which}"
 
         where = "the rebuilt model" if options.into is None else "the given model"
-        return restore_variables(self.name, artifact, saved, options,
-                                 how=f"tf.train.load_checkpoint into {where}{which}",
-                                 assign=assign)
+        return restore_with(self.name, artifact, options, ByName(saved, assign=assign),
+                            how=f"tf.train.load_checkpoint into {where}{which}")
 
 
 _STEP = re.compile(r"-(\d+)$")

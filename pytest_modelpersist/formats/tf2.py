@@ -18,7 +18,6 @@ from ..models import (
     MODULE,
     GraphModel,
     Inputs,
-    RestoreReport,
     as_input_list,
     describe,
     natural_key,
@@ -26,9 +25,10 @@ from ..models import (
     signature_order,
 )
 from ..nest_tf import IOMap, Serving, graph_io, serving
-from ..restore.engine import restore_into_rebuilt, restore_variables
+from ..restore.engine import Planned, restore_with
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restore.plan import plan_restore
+from ..restore.readers import ByName
 from ..restore.saved import SavedVariables, checkpoint_variables
 from ..restore.targets import target_variables
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
@@ -83,41 +83,50 @@ class TFCheckpointFormat(BaseFormat):
         saved = self.saved_names(artifact, options)
         root = self._root(artifact)
         if options.by_name:
-            return restore_variables(self.name, artifact, saved, options,
-                                     how="tf.train.load_checkpoint by object path",
-                                     object_root=root)
-
-        def fill(target: Any) -> RestoreReport:
-            # The same matching by object path names what TF's own messages do not: what was
-            # restored, each missing variable, both sides of a shape mismatch, and the file's
-            # entries nothing took (an optimizer's slots, say: reported, not failures).
-            plan = plan_restore(target_variables(target, object_root=root), saved).report
-            report = RestoreReport(restored=list(plan.restored), missing=list(plan.missing),
-                                   unused=list(plan.unused), notes=list(plan.notes))
-            if plan.mismatched:
-                report.mismatched = plan.mismatched
-                return report
-            status = self._read(target, artifact)
-            try:  # TF's own accounting: every variable of the target found in the file
-                status.assert_existing_objects_matched()
-            except AssertionError as exc:
-                if not report.missing:  # something the matching by path did not see
-                    report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
-                    report.restored = []  # TF's own read matched nothing it could name
-                return report
-            if report.missing:  # TF matched them after all: the perturbation check decides
-                report.restored, report.missing = [], []
-            return report
-
+            return restore_with(self.name, artifact, options, ByName(saved, object_root=root),
+                                how="tf.train.load_checkpoint by object path")
         how = "model.load_weights (TF checkpoint)" if root == "" else "tf.train.Checkpoint.read"
-        return restore_into_rebuilt(self.name, artifact, options, fill,
-                                    how=f"{how} into the rebuilt model")
+        return restore_with(self.name, artifact, options, CheckpointRead(artifact, saved, root),
+                            how=f"{how} into the rebuilt model")
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The checkpoint's values by object path (what `var_map` keys and `only` refer to)."""
         check_checkpoint(artifact.path, artifact.directory, fmt=self.name,
                          allow=not options.safe_mode)
         return checkpoint_variables(str(artifact.path))
+
+
+class CheckpointRead:
+    """The whole-model read of an object-graph checkpoint (TF's own loader), accounted by
+    object path: the reader the `tf_checkpoint` format hands the restore engine."""
+
+    def __init__(self, artifact: Artifact, saved: SavedVariables, root: str) -> None:
+        self.artifact = artifact
+        self.saved = saved
+        self.root = root
+
+    def plan(self, target: Any, artifact: Artifact, options: RestoreOptions) -> Planned:
+        # The same matching by object path names what TF's own messages do not: what was
+        # restored, each missing variable, both sides of a shape mismatch, and the file's
+        # entries nothing took (an optimizer's slots, say: reported, not failures).
+        # A mismatch fills nothing.
+        tv = target_variables(target, object_root=self.root)
+        report = plan_restore(tv, self.saved).report
+        return Planned({} if report.mismatched else tv.named, report)
+
+    def fill(self, target: Any, planned: Planned) -> str | None:
+        report = planned.report
+        status = TFCheckpointFormat._read(target, self.artifact)
+        try:  # TF's own accounting: every variable of the target found in the file
+            status.assert_existing_objects_matched()
+        except AssertionError as exc:
+            if not report.missing:  # something the matching by path did not see
+                report.missing.append(f"(tf.train.Checkpoint) {first_lines(exc)}")
+                report.restored = []  # TF's own read matched nothing it could name
+            return None
+        if report.missing:  # TF matched them after all: the perturbation check decides
+            report.restored, report.missing = list(planned.variables), []
+        return None
 
 
 class SavedModelFormat(BaseFormat):
@@ -171,10 +180,12 @@ class SavedModelFormat(BaseFormat):
         if options.into is not None or (options.build is not None and options.by_name):
             # Keras 2's model.save keys the variables by object path from the model (root).
             keras2 = artifact.model_kind == KERAS2
-            return restore_variables(
-                self.name, artifact, self.saved_names(artifact, options), options,
-                how="tf.train.load_checkpoint(variables/variables) by variable name",
-                display=None if keras2 else "path", object_root="" if keras2 else None)
+            reader = ByName(self.saved_names(artifact, options),
+                            display=None if keras2 else "path",
+                            object_root="" if keras2 else None)
+            return restore_with(self.name, artifact, options, reader,
+                                how="tf.train.load_checkpoint(variables/variables) by variable "
+                                    "name")
         if options.by_name:
             raise needs_target(self.name)
         key = artifact.meta.get("signature", "serving_default")

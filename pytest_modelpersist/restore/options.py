@@ -6,7 +6,7 @@ the user's keywords to :func:`parse_restore_options` with the names the format d
 does not take (``into=`` on `pb`, a misspelled ``varmap=``) is the same
 :class:`~pytest_modelpersist.errors.RestoreOptionError` for every format.
 
-The by-name options (see `restore.engine`):
+The by-name options (see `restore.readers.ByName`):
 
 * ``var_map`` -- saved name -> target variable (or its name); keys ending in ``/`` are prefix
   maps in the style of ``init_from_checkpoint`` (``{'old_scope/': 'new_scope/'}``);

@@ -84,7 +84,6 @@ class Persist:
     def __repr__(self) -> str:
         return f"<persist format={self.format!r} test={self._nodeid!r}>"
 
-
     def applies_to(self, model: Any) -> str | None:
         """Why the current format cannot hold `model`, or None when it can."""
         return self._fmt.unsupported(model, describe(model))
@@ -163,8 +162,8 @@ class Persist:
         elif not isinstance(artifact, Artifact):
             with self._step("read artifact", Path(artifact), None):
                 artifact = Artifact.from_directory(Path(artifact))
-            self._check_manifest(artifact)
-        return self._restore(artifact, self._parse({**options, "build": build}), loader)
+            self.check_manifest(artifact)
+        return self.restore_parsed(artifact, self._parse({**options, "build": build}), loader)
 
     def _parse(self, raw: dict[str, Any]) -> RestoreOptions:
         """The user's restore keywords, checked against the format's (one error for all)."""
@@ -175,8 +174,11 @@ class Persist:
         except RestoreOptionError as exc:
             pytest.fail(str(exc), pytrace=False)
 
-    def _restore(self, artifact: Artifact, options: RestoreOptions,
-                 loader: str | None = None) -> Restored:
+    def restore_parsed(self, artifact: Artifact, options: RestoreOptions,
+                       loader: str | None = None) -> Restored:
+        """`restore` with options already parsed (a RestoreOptions): what `restore` and
+        `check` run, and what the archive's replay runs; fails the test on an incomplete
+        restore."""
         __tracebackhide__ = True
         loader = loader or self._loader
         with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
@@ -266,13 +268,13 @@ class Persist:
         # under the explicit rtol/atol of the call or marker.
         settings = settings.merged(table={**settings.table, **declared_tolerances(artifact)})
         for attempt in attempts:
-            restored = self._restore(artifact, attempt)
+            restored = self.restore_parsed(artifact, attempt)
             with self._step("run the restored model", artifact.path, info), timed(self._node,
                                                                                   "run"):
                 actual = restored.outputs(inputs)
             # Outputs are paired by path (``logits``, ``heads/1/score``), never by position.
             exp_named, act_named = named_leaves(expected), named_leaves(actual)
-            judged = self._judge(exp_named, act_named, settings)
+            judged = self.judge(exp_named, act_named, settings)
             comparisons = judged.comparisons
             record_comparisons(self._node, [exp_named.get(c.name) for c in comparisons],
                                [act_named.get(c.name) for c in comparisons], comparisons)
@@ -361,7 +363,7 @@ class Persist:
         named = named_leaves(outputs)  # goldens go by output path, never by position
         return golden_check.check_named(
             self._golden, named, name=name, inputs=inputs, what=what, seen=seen, reuse=reuse,
-            judge=lambda stored: self._judge(stored, named, options),
+            judge=lambda stored: self.judge(stored, named, options),
             guard=lambda action, path: self._step(action, path, None))
 
     def _check_interface(self, artifact: Artifact, name: str | None) -> None:
@@ -390,7 +392,6 @@ class Persist:
         return check_in_test(self.format, model, data, directory=directory, build=build,
                              steps=steps, safe_mode=self._options.safe_mode, **options)
 
-
     def scratch(self, name: str) -> Path:
         """A new empty directory of this test (under its tmp_path) for files to restore."""
         self._saves += 1
@@ -398,7 +399,7 @@ class Persist:
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 
-    def _check_manifest(self, artifact: Artifact) -> None:
+    def check_manifest(self, artifact: Artifact) -> None:
         """A directory's manifest must name this format and a path inside the directory.
 
         Keras loads a .keras archive whatever format asked for it, so an `h5` test restoring
@@ -423,9 +424,11 @@ class Persist:
         pytest.fail(f"[{self.format}] restore of {artifact.path} ({restored.how}) did not "
                     f"bring back: {'; '.join(problems)}", pytrace=False)
 
-    def _judge(self, expected: Mapping[str, Any], actual: Mapping[str, Any],
-               options: CheckOptions) -> Judgement:
-        """outputs.judge_by_path; a per-output option naming no output fails the test."""
+    def judge(self, expected: Mapping[str, Any], actual: Mapping[str, Any],
+              options: CheckOptions) -> Judgement:
+        """Outputs by path (``logits``, ``heads/1/score``) judged under `options`: the
+        tolerances and decision checks (outputs.judge_by_path); a per-output option naming
+        no output fails the test."""
         __tracebackhide__ = True
         return or_fail(f"[{self.format}] per-output option: ",
                        lambda: judge_by_path(expected, actual, options))
