@@ -47,8 +47,13 @@ def saved(model: Any, tmp_path: Path) -> Any:
     return artifact
 
 
-def server_pid() -> int:
-    (server,) = warm._servers.values()
+def servers(runner: str = "subprocess") -> list[Any]:
+    """The live warm interpreters of `runner` in this process."""
+    return [s for key, s in warm._servers.items() if warm._runner_of(key[0]) == runner]
+
+
+def server_pid(runner: str = "subprocess") -> int:
+    (server,) = servers(runner)
     return server.proc.pid
 
 
@@ -106,13 +111,35 @@ def test_another_environment_gets_its_own_interpreter(monkeypatch, tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     artifact = saved(model, tmp_path)
     run_in_subprocess(KerasFormat(), artifact, [X], timeout=300)
-    (before,) = warm._servers.values()
+    (before,) = servers()
     monkeypatch.setenv("MODELPERSIST_TEST_MARK", "1")  # a child must see what a cold one would
     run_in_subprocess(KerasFormat(), artifact, [X], timeout=300)
     assert server_pid() != before.proc.pid and before.proc.poll() is not None
 
     monkeypatch.setenv("PERSIST_WARM_INTERPRETERS", "0")
-    (current,) = warm._servers.values()
+    (current,) = servers()
     outputs = run_in_subprocess(KerasFormat(), artifact, [X], timeout=300)  # a cold start
     np.testing.assert_allclose(outputs[0], model(X).numpy(), rtol=1e-6)
-    assert list(warm._servers.values()) == [current]
+    assert servers() == [current]
+
+
+def test_capi_items_fork_from_one_warm_process(tmp_path):
+    import keras
+
+    from pytest_modelpersist.formats.pb import freeze_model
+    from pytest_modelpersist.loaders.capi import run_capi
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    frozen = freeze_model(model, X)
+    path = frozen.write(tmp_path / "model.pb")
+    outputs = run_capi("pb", path, {frozen.inputs[0]: X}, frozen.outputs, workdir=tmp_path)
+    np.testing.assert_allclose(outputs[0], model(X).numpy(), rtol=1e-5)
+    pid = server_pid("capi")
+    with pytest.raises(LoaderError, match="C API pb loader for .*model.pb: .*timed out after"):
+        run_capi("pb", path, {frozen.inputs[0]: X}, frozen.outputs, workdir=tmp_path,
+                 timeout=0.001)
+    outputs = run_capi("pb", path, {frozen.inputs[0]: X}, frozen.outputs, workdir=tmp_path)
+    np.testing.assert_allclose(outputs[0], model(X).numpy(), rtol=1e-5)
+    assert server_pid("capi") == pid
+    # tests/test_capi_loader.py::test_runner_never_imports_tensorflow reads a child's modules.
+

@@ -87,7 +87,8 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
         env = subprocess_env()
         what = f"[{artifact.format}] subprocess loader for {artifact.path}"
         request_path = work / "request.json"
-        proc = warm.run(sys.executable, request_path, work, env=env, what=what, timeout=timeout,
+        proc = warm.run(warm.server_command(sys.executable, "subprocess", RUNNER), request_path, work,
+                        env=env, what=what, timeout=timeout,
                         cold=lambda: run_child([sys.executable, "-I", str(RUNNER),
                                                 str(request_path)],
                                                what=what, timeout=timeout, cwd=work, env=env))
@@ -114,7 +115,7 @@ def subprocess_env() -> dict[str, str]:
 def prestart_subprocess() -> None:
     """Start a warm interpreter importing TensorFlow now, while the first items run, for the
     subprocess-loader items to come (loaders.warm)."""
-    warm.prestart(sys.executable, subprocess_env())
+    warm.prestart(warm.server_command(sys.executable, "subprocess", RUNNER), subprocess_env())
 
 
 def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOUT,

@@ -1,12 +1,14 @@
-"""Warm interpreters for the subprocess loader: TensorFlow imported once, a fresh child per item.
+"""Warm interpreters for the subprocess and C API loaders: TensorFlow loaded once, a fresh
+child per item.
 
 A cold ``python -I subprocess_runner.py`` spends ~4 s of CPU importing TensorFlow before it
-restores anything. A warm interpreter (warm_server.py) is started once per pytest process (and
-per interpreter and environment), imports TensorFlow and the runner's own modules, nothing
-of the test's code, and forks one child per restore: each item still gets a process of its
-own that dies after that one restore, with the same `python -I` isolation, environment, scratch
-directory, timeout and crash reports as a cold start. Where fork is unavailable, the server
-fails to start or dies, or ``PERSIST_WARM_INTERPRETERS=0`` is set, the item starts cold.
+restores anything (a cold ``capi_runner.py`` ~1 s loading TensorFlow's C libraries). A warm
+interpreter (warm_server.py) is started once per pytest process (and per command line and
+environment), loads what the runner loads before reading a request, nothing of the test's code,
+and forks one child per restore: each item still gets a process of its own that dies after
+that one restore, with the same isolation, environment, scratch directory, timeout and crash
+reports as a cold start. Where fork is unavailable, the server fails to start or dies, or
+``PERSIST_WARM_INTERPRETERS=0`` is set, the item starts cold.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +42,28 @@ def enabled() -> bool:
     return hasattr(os, "fork") and os.environ.get("PERSIST_WARM_INTERPRETERS", "1") != "0"
 
 
-def _key(python: str, env: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return python, tuple(sorted((k, v) for k, v in env.items() if k not in _VOLATILE))
+def server_command(python: str, runner: str, script: Path, *args: str) -> list[str]:
+    """The command line of a warm interpreter whose children run `script` ("subprocess":
+    started ``-I`` like the cold subprocess child; "capi" with the TensorFlow library
+    directory)."""
+    isolated = ["-I"] if runner == "subprocess" else []
+    return [python, *isolated, str(SERVER), runner, str(script), *args]
+
+
+def _key(command: Sequence[str], env: Mapping[str, str]) -> tuple[Any, ...]:
+    return tuple(command), tuple(sorted((k, v) for k, v in env.items() if k not in _VOLATILE))
 
 
 class WarmServer:
     """One warm_server.py process and its answer channel."""
 
-    def __init__(self, python: str, env: Mapping[str, str]) -> None:
-        self.key = _key(python, env)
+    def __init__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
+        self.key = _key(command, env)
         self._scratch = tempfile.TemporaryDirectory(prefix="modelpersist-warm-")
         self._log = Path(self._scratch.name) / "server.stderr"
         with open(self._log, "w") as log:
             self.proc = subprocess.Popen(
-                [python, "-I", str(SERVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, cwd=self._scratch.name, env=dict(env), start_new_session=True)
         self._buffer = b""
         self._ready = False
@@ -133,34 +143,43 @@ def _read(path: Path) -> str:
 _servers: dict[Any, WarmServer] = {}
 
 
-def server_for(python: str, env: Mapping[str, str]) -> WarmServer:
-    """The warm interpreter for `python` with exactly `env`, started now if there is none (a
-    server for another environment is ended first: one per pytest process at a time)."""
-    key = _key(python, env)
+def server_for(command: Sequence[str], env: Mapping[str, str]) -> WarmServer:
+    """The warm interpreter started by `command` with exactly `env`, started now if there is
+    none (a server of the same runner for another environment or interpreter is ended first:
+    one per runner and pytest process at a time)."""
+    key = _key(command, env)
     server = _servers.get(key)
     if server is not None and server.proc.poll() is None:
         return server
-    for old in list(_servers):
+    runner = _runner_of(command)
+    for old in [k for k in _servers if _runner_of(k[0]) == runner]:
         _servers.pop(old).close()
-    server = _servers[key] = WarmServer(python, env)
+    server = _servers[key] = WarmServer(command, env)
     return server
 
 
-def prestart(python: str, env: Mapping[str, str]) -> None:
-    """Start importing TensorFlow in a warm interpreter now, while other items run."""
+def _runner_of(command: Sequence[str]) -> str:
+    return command[command.index(str(SERVER)) + 1]
+
+
+def prestart(command: Sequence[str], env: Mapping[str, str]) -> None:
+    """Start loading TensorFlow in a warm interpreter now, while other items run."""
     if enabled():
-        server_for(python, env)
+        server_for(command, env)
 
 
-def run(python: str, request: Path, cwd: Path, *, env: Mapping[str, str], what: str,
-        timeout: float, cold: Any) -> subprocess.CompletedProcess[str]:
-    """Run the runner for `request` in a child forked from a warm `python`, or `cold()`."""
+def run(command: Sequence[str], request: Path, cwd: Path, *, env: Mapping[str, str], what: str,
+        timeout: float, cold: Any, error: type[LoaderError] = LoaderError
+        ) -> subprocess.CompletedProcess[str]:
+    """Run the runner for `request` in a child forked from the warm interpreter `command`
+    starts, or `cold()`."""
     if not enabled():
         return cold()
     try:
-        return server_for(python, env).run(request, cwd, what=what, timeout=timeout)
+        return server_for(command, env).run(request, cwd, what=what, timeout=timeout,
+                                            error=error)
     except WarmServerGone:
-        gone = _servers.pop(_key(python, env), None)
+        gone = _servers.pop(_key(command, env), None)
         if gone is not None:
             gone.close()
         return cold()
