@@ -14,7 +14,8 @@ import pytest
 
 from .errors import UnknownFormatError
 from .expected import unknown_keys, xfail_marks
-from .loaders import INPROCESS, LOADERS, loaders_of, parse_loaders
+from .loaders import (INPROCESS, LOADERS, SUBPROCESS, loaders_of, parse_loaders,
+                      prestart_subprocess)
 from .settings import PersistSettings, marker_options
 
 if TYPE_CHECKING:
@@ -143,7 +144,8 @@ class PersistCollection:
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item],
                                       config: pytest.Config) -> None:
-        """Mark the items a test's ``xfail`` map expects to fail (strict xfail).
+        """Mark the items a test's ``xfail`` map expects to fail (strict xfail); start a warm
+        interpreter when subprocess-loader items will run (loaders.warm).
 
         Per item, not per function: the map may come from a `pytest.param`'s marks.
         """
@@ -151,10 +153,12 @@ class PersistCollection:
             from .archive.collect import deselect_unarchived
 
             deselect_unarchived(self.archive, items, config)
+        wants_subprocess = False
         for item in items:
             param = getattr(getattr(item, "callspec", None), "params", {}).get("persist")
             if not isinstance(param, PersistParam):
                 continue
+            wants_subprocess = wants_subprocess or param.loader == SUBPROCESS
             try:
                 expected = self.expected_failures(item)
             except pytest.fail.Exception as exc:  # a hook cannot fail one item: its setup does
@@ -162,6 +166,8 @@ class PersistCollection:
                 continue
             for mark in xfail_marks(expected, param.format, param.loader):
                 item.add_marker(mark)
+        if wants_subprocess and not config.option.collectonly:
+            prestart_subprocess()  # its TensorFlow import overlaps the first items
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         error = item.stash.get(MARKER_ERROR, None)

@@ -248,7 +248,7 @@ class Persist:
             agreement=agreement, min_agreement=min_agreement, top_k=top_k,
             max_mismatch_fraction=max_mismatch_fraction))
         if self._archive is not None and self._archive.replaying:  # a [<format>@<LABEL>] item
-            return self._archive.replay(self, inputs, attempts, settings)
+            return self._archive.replay(self, inputs, attempts, settings, kind=info.kind)
         with self._step("run the original model on the inputs", None, info):
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)

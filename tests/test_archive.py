@@ -163,3 +163,46 @@ def test_record_and_replay_under_xdist(pytester):
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*h5@v1*1*0*0*", "*weights_h5@v1*1*0*0*"])
+
+
+KERAS_SWITCH_MODULE = """
+import os
+
+import numpy as np
+
+if os.environ.get("ARCHIVE_TEST_KERAS") == "2":
+    import tf_keras as keras
+else:
+    import keras
+
+
+def build():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden")])
+
+
+def test_model(persist):
+    x = np.ones((2, 4), "float32")
+    persist.check(build(), x, build=build, golden=False)
+"""
+
+
+def test_a_keras2_tf_checkpoint_replayed_into_keras3_skips_with_the_reason(pytester,
+                                                                          monkeypatch):
+    """Keras 3 cannot read Keras 2's TF-format checkpoints at all: the item says so (a skip),
+    never a failure blaming the code, never a pass."""
+    pytest.importorskip("tf_keras")
+    import keras
+
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("this TensorFlow's keras is Keras 2: no Keras 3 to replay into")
+    pytester.makepyfile(test_m=KERAS_SWITCH_MODULE)
+    args = ("--persist-archive=arch", "--persist-formats=tf_checkpoint", "-p", "no:cacheprovider",
+            "-rs")
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "2")
+    pytester.runpytest(*args, "--archive-record=k2").assert_outcomes(passed=1)
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "3")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*[[]tf_checkpoint@k2[]] recorded from a keras2 model (*), "
+                                 "restored into a keras model today: Keras 3's load_weights "
+                                 "reads only .weights.h5 and .keras files*"])

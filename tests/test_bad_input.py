@@ -621,7 +621,7 @@ KILL_TEST = textwrap.dedent(
                                np.full(N // 2, -(VERSION + i), np.float64)])
     """
 )
-KILLS = 10
+KILLS = 5
 GOLDEN_N = 2_000_000  # 16 MB per golden (8 MB float32 + 8 MB float64), 96 MB per run
 
 

@@ -352,12 +352,12 @@ def test_mismatch_leaves_obtained_outputs_beside_the_golden_until_it_passes(pyte
 def test_xdist_update_then_plain_run_passes_for_every_combination(pytester):
     pytester.makepyfile(test_coll=COLLIDING)
     pytester.makeconftest(RUN_SLOW_CONFTEST)
-    base = ("-p", "no:cacheprovider", "--persist-formats=pb,h5", "-n", "4")
+    base = ("-p", "no:cacheprovider", "--persist-formats=pb,h5", "-n", "2")
     pytester.runpytest_subprocess(*base, "--update-golden", "--run-slow",
                                   timeout=600).assert_outcomes(passed=15)
     pytester.runpytest_subprocess(*base, "--run-slow", timeout=600).assert_outcomes(passed=15)
     pytester.runpytest_subprocess(*base, timeout=600).assert_outcomes(passed=13)
-    result = pytester.runpytest_subprocess(*base[:2], "--persist-formats=pb", "-n", "4",
+    result = pytester.runpytest_subprocess(*base[:2], "--persist-formats=pb", "-n", "2",
                                            "--remove-unused-goldens", timeout=600)
     result.assert_outcomes(passed=6, skipped=1)
     result.stdout.fnmatch_lines(["goldens: 0 recorded, 0 updated, 0 unused"])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._lazy import lazy_module
 from .._names import ALL, split_names
+from . import warm
 from .process import LoaderError, run_child
 
 if TYPE_CHECKING:
@@ -83,11 +84,14 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
             "imports": list(imports),
         }
         (work / "request.json").write_text(json.dumps(request))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env = subprocess_env()
         what = f"[{artifact.format}] subprocess loader for {artifact.path}"
-        proc = run_child([sys.executable, "-I", str(RUNNER), str(work / "request.json")],
-                         what=what, timeout=timeout, cwd=work, env=env)
+        request_path = work / "request.json"
+        proc = warm.run(warm.server_command(sys.executable, "subprocess", RUNNER), request_path, work,
+                        env=env, what=what, timeout=timeout,
+                        cold=lambda: run_child([sys.executable, "-I", str(RUNNER),
+                                                str(request_path)],
+                                               what=what, timeout=timeout, cwd=work, env=env))
         if proc.returncode != 0:
             from ..messages import child_failure, config_dump
 
@@ -98,6 +102,20 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
             flat = [npz[f"output_{i}"] for i in range(len(npz.files))]
         # A lone array or a flat list comes back as a list, as it always did.
         return present(pack(json.loads((work / "outputs.json").read_text()), flat))
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a subprocess-loader child: ours without PYTHON* variables (no
+    PYTHONPATH into the test's code), TensorFlow's C++ start-up lines off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def prestart_subprocess() -> None:
+    """Start a warm interpreter importing TensorFlow now, while the first items run, for the
+    subprocess-loader items to come (loaders.warm)."""
+    warm.prestart(warm.server_command(sys.executable, "subprocess", RUNNER), subprocess_env())
 
 
 def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOUT,

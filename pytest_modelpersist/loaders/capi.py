@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import warm
 from .process import LoaderError, run_child, tail
 
 __all__ = [
@@ -94,8 +95,11 @@ def run_capi(
     env = dict(os.environ)
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     cmd = [sys.executable, str(RUNNER), str(request_json)]
-    proc = run_child(cmd, what=what, timeout=timeout, error=CapiLoaderError, env=env,
-                     cwd=str(workdir))
+    proc = warm.run(warm.server_command(sys.executable, "capi", RUNNER, str(tf_lib_dir())),
+                    request_json, workdir, env=env, what=what, timeout=timeout,
+                    error=CapiLoaderError,
+                    cold=lambda: run_child(cmd, what=what, timeout=timeout,
+                                           error=CapiLoaderError, env=env, cwd=str(workdir)))
     if proc.returncode != 0:
         raise CapiLoaderError(
             f"{what}: runner exited with code {proc.returncode}\n"

@@ -418,5 +418,11 @@ def main(argv):
     return EXIT_OK
 
 
+def preload(lib_dir):
+    """Load the TensorFlow libraries once: a warm interpreter (warm_server.py) does this, then
+    forks a child per request."""
+    _load_libs(lib_dir)
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import LoaderError
 
-__all__ = ["LoaderError", "run_child", "signal_name", "tail"]
+__all__ = ["LoaderError", "crashed", "run_child", "signal_name", "tail", "timed_out"]
 
 _STDERR_TAIL = 2000
 
@@ -47,11 +47,22 @@ def run_child(cmd: Sequence[str], *, what: str, timeout: float,
     except subprocess.TimeoutExpired as exc:
         raw = exc.stderr or b""
         stderr = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        msg = (f"{what}: timed out after {timeout:g} s (the process was killed); "
-               "raise it with --persist-timeout or the persist marker's timeout=")
-        raise error(msg + (f"\nits stderr:\n{tail(stderr)}" if tail(stderr) else "")) from None
+        raise timed_out(what, timeout, stderr, error) from None
     if proc.returncode < 0:
-        raise error(f"{what}: the process crashed with {signal_name(proc.returncode)} "
-                    f"(exit code {proc.returncode}) after {time.perf_counter() - start:.2f} s"
-                    f"\nits stderr:\n{tail(proc.stderr)}")
+        raise crashed(what, proc.returncode, time.perf_counter() - start, proc.stderr, error)
     return proc
+
+
+def timed_out(what: str, timeout: float, stderr: str,
+              error: type[LoaderError] = LoaderError) -> LoaderError:
+    """The error for a child killed at the timeout."""
+    msg = (f"{what}: timed out after {timeout:g} s (the process was killed); "
+           "raise it with --persist-timeout or the persist marker's timeout=")
+    return error(msg + (f"\nits stderr:\n{tail(stderr)}" if tail(stderr) else ""))
+
+
+def crashed(what: str, rc: int, elapsed: float, stderr: str,
+            error: type[LoaderError] = LoaderError) -> LoaderError:
+    """The error for a child ended by signal -`rc`."""
+    return error(f"{what}: the process crashed with {signal_name(rc)} (exit code {rc}) after "
+                 f"{elapsed:.2f} s\nits stderr:\n{tail(stderr)}")

@@ -1,6 +1,7 @@
 """Restore a saved artifact and run it in a fresh interpreter: ``python subprocess_runner.py req``.
 
-Started with ``python -I`` from a scratch directory by `loaders.run_in_subprocess`, so the test's
+Started with ``python -I`` from a scratch directory by `loaders.run_in_subprocess` (or forked
+from a warm interpreter that ran only `preload`: warm_server.py), so the test's
 own code (its conftest, its model package on the pytest `pythonpath`) is not importable here:
 a custom layer that only loaded because its class happened to be imported fails here, as it
 would in a serving process. Request (JSON): artifact_dir, format_class ("module:qualname"),
@@ -18,17 +19,30 @@ import traceback
 from typing import Any
 
 
+def preload() -> None:
+    """Import what every request needs (TensorFlow, quietly, and the plugin's runner modules),
+    nothing of the test's code and no TensorFlow op: a warm interpreter (warm_server.py) does
+    this once and forks a child per request."""
+    from pytest_modelpersist import formats, nest  # noqa: F401
+    from pytest_modelpersist._tf import import_tensorflow
+    from pytest_modelpersist.restore import options  # noqa: F401
+
+    import_tensorflow()
+    for name in formats.BUILTIN:  # the plugin's own format modules, not a test's code
+        if name not in formats.OPT_IN:
+            importlib.import_module(f"pytest_modelpersist.formats.{formats.BUILTIN[name][0]}")
+
+
 def main(request_path: str) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with open(request_path) as fh:
         request = json.load(fh)
     import numpy as np
 
-    from pytest_modelpersist._tf import import_tensorflow
     from pytest_modelpersist.formats.base import Artifact
     from pytest_modelpersist.restore.options import parse_restore_options
 
-    import_tensorflow()
+    preload()
     # What the serving side has on purpose (ini persist_subprocess_path/_imports), e.g. the
     # package that registers custom layers; never the test's own modules.
     sys.path[:0] = request.get("sys_path", [])
