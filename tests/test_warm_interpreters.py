@@ -24,7 +24,7 @@ import keras
 @keras.saving.register_keras_serializable(package="warmzoo")
 class Gated(keras.layers.Layer):
     def call(self, x):
-        return x * keras.ops.sigmoid(x)
+        return x * keras.activations.sigmoid(x)  # Keras 2 (TF 2.15) has no keras.ops
 """
 
 CRASHING_FORMAT = """
