@@ -158,6 +158,19 @@ def test_command_line_runtime_adds_to_ini(pytester):
     result.stderr.fnmatch_lines(["*--persist-runtime: cannot read 'b'*"])
 
 
+def test_report_rows_name_the_runtime(pytester):
+    import json
+
+    pytester.makeini(f"[pytest]\npersist_runtimes =\n    here = {sys.executable}\n")
+    pytester.makepyfile("def test_a(persist):\n    pass\n")
+    result = pytester.runpytest("--persist-formats=pb", "--persist-loaders=inprocess,here",
+                                "--persist-report=r.json")
+    result.assert_outcomes(passed=2)
+    rows = json.loads((pytester.path / "r.json").read_text())["rows"]
+    assert {r["loader"]: r["runtime"] for r in rows} == {"inprocess": "",
+                                                         "here": f"here = {sys.executable}"}
+
+
 # ---- the child: what it needs, what it refuses --------------------------------------------
 
 
@@ -272,3 +285,46 @@ def test_tf215_runtime_names_the_op_it_lacks(fmt, tf215, tmp_path):
             "TensorFlow 2.15.1 does not register 1 op(s) the artifact uses: DecodeWebP (") \
         in message
     assert f"saved with TensorFlow {tf.__version__}" in message
+
+
+# ---- python -m pytest_modelpersist runtime create ------------------------------------------
+
+
+def test_runtime_create_prints_its_steps_and_the_ini_line(tmp_path):
+    import subprocess
+
+    where = tmp_path / "tf215"
+    proc = subprocess.run([sys.executable, "-m", "pytest_modelpersist", "runtime", "create",
+                           "tf215", "--tensorflow", "2.15.1", "--dir", str(where), "--dry-run"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == [
+        f"$ {sys.executable} -m venv {where}",
+        f"$ {where}/bin/python -m pip install --quiet tensorflow-cpu==2.15.1 'numpy<2'"]
+    assert f"persist_runtimes =\n    tf215 = {where}/bin/python\n" in proc.stdout
+    assert not where.exists()  # a dry run makes nothing
+
+
+def test_runtime_create_reuses_a_venv_with_that_tensorflow(tmp_path):
+    import io
+
+    from pytest_modelpersist.loaders.runtime_create import create_runtime, requirements_for
+
+    tf = model_zoo.import_tensorflow()
+    python = tmp_path / "here" / "bin" / "python"  # stands for a venv made earlier
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    out = io.StringIO()
+    assert create_runtime("here", [], tensorflow=tf.__version__, directory=tmp_path / "here",
+                          base_python=sys.executable, out=out) == 0
+    assert out.getvalue().startswith(f"reusing {tmp_path}/here: TensorFlow {tf.__version__}\n")
+    assert f"    here = {python}\n" in out.getvalue()
+    assert requirements_for(None, ["tensorflow==2.14.0"]) == (
+        ["tensorflow==2.14.0", "numpy<2"], "2.14.0")
+    assert requirements_for("2.18.0", []) == (["tensorflow-cpu==2.18.0"], "2.18.0")
+    for bad in [(None, ["numpy"]), ("latest", [])]:
+        with pytest.raises(ValueError, match="name a TensorFlow|expected a version"):
+            requirements_for(*bad)
+    assert create_runtime("2bad", [], tensorflow="2.15.1", directory=None,
+                          base_python=sys.executable, out=out) == 2

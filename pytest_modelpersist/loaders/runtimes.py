@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]
-_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.]*\Z")
+LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.]*\Z")
 INI = "ini persist_runtimes"
 
 
@@ -68,7 +68,7 @@ def parse_runtimes(lines: Iterable[str], *, root: Path, source: str,
         if not eq or not python:
             raise ValueError(f"{source}: cannot read {line!r}; write one 'LABEL = "
                              "/path/to/python' per line")
-        if not _LABEL.match(label) or label in reserved:
+        if not LABEL_PATTERN.match(label) or label in reserved:
             why = "is a built-in loader's name" if label in reserved else (
                 "must be letters, digits, '_' or '.', starting with a letter")
             raise ValueError(f"{source}: runtime label {label!r} {why}")
