@@ -14,8 +14,7 @@ import pytest
 
 from .errors import UnknownFormatError
 from .expected import unknown_keys, xfail_marks
-from .loaders import (INPROCESS, LOADERS, SUBPROCESS, loaders_of, parse_loaders,
-                      prestart_subprocess)
+from .loaders import INPROCESS, LOADERS, SUBPROCESS, applies, parse_loaders, prestart_subprocess
 from .settings import PersistSettings, marker_options
 
 if TYPE_CHECKING:
@@ -114,13 +113,13 @@ class PersistCollection:
             try:
                 wanted = parse_loaders([opts["loaders"]] if isinstance(opts["loaders"], str)
                                        else opts["loaders"], "@pytest.mark.persist(loaders=...)",
-                                       error=ValueError)
+                                       error=ValueError, runtimes=list(self.settings.runtimes))
             except ValueError as exc:
                 pytest.fail(f"{node.nodeid}: {exc}", pytrace=False)
             loaders = [n for n in loaders if n in wanted]
         registry = self.settings.registry
         params = [PersistParam(f, loader) for f in chosen for loader in loaders
-                  if loader in loaders_of(registry.get(f))]
+                  if applies(loader, registry.get(f))]
         if chosen and not params:
             why = (f"no persist item left: loaders {','.join(loaders) or '(none)'} do not apply "
                    f"to formats {','.join(chosen)}")
@@ -134,12 +133,13 @@ class PersistCollection:
     def expected_failures(self, node: Any) -> dict[str, str]:
         """The marker's ``xfail`` map, its keys checked against the formats and loaders."""
         value = marker_options(node).get("xfail") or {}
-        unknown = unknown_keys(value, self.settings.registry.names(), LOADERS)
+        loaders = [*LOADERS, *self.settings.runtimes]
+        unknown = unknown_keys(value, self.settings.registry.names(), loaders)
         if unknown:
             pytest.fail(f"{node.nodeid}: @pytest.mark.persist(xfail=...): {', '.join(unknown)} "
                         f"name no format and no format-loader item (formats: "
                         f"{', '.join(self.settings.registry.names())}; loaders: "
-                        f"{', '.join(LOADERS)})", pytrace=False)
+                        f"{', '.join(loaders)})", pytrace=False)
         return dict(value)
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item],

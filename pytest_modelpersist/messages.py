@@ -166,8 +166,9 @@ def cause_of(message: str) -> str:
     return first.replace("E   ", "").strip()
 
 
-def child_failure(what: str, stderr: str) -> str:
-    """The message for a restore that failed in a fresh interpreter (the subprocess loader).
+def child_failure(what: str, stderr: str, where: str = "a fresh interpreter") -> str:
+    """The message for a restore that failed in a fresh interpreter (the subprocess loader;
+    `where` names another one, a runtime).
 
     Blames the test's code not being importable only when the child could not find a class or
     a module, and then says which ini line makes it findable.
@@ -175,9 +176,9 @@ def child_failure(what: str, stderr: str) -> str:
     cause = error_line(stderr)
     missing = missing_name(cause)
     if missing is None:
-        return f"{what}: restore failed in a fresh interpreter: {cause}"
+        return f"{what}: restore failed in {where}: {cause}"
     saved = re.search(r"module '([\w.]+)'", cause)
     module = (module_defining(missing.name) or (saved.group(1) if saved else None)
               if missing.kind == "class" else None)
-    return (f"{what}: restore failed in a fresh interpreter (the test's code is not importable "
+    return (f"{what}: restore failed in {where} (the test's code is not importable "
             f"there): {cause}\n{missing.hint(module)}")

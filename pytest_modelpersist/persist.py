@@ -184,16 +184,11 @@ class Persist:
         with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
             check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
         if loader != "inprocess":  # a Restored whose every call runs in another process
-            if loader not in self._fmt.loaders:
-                pytest.fail(f"[{self.format}] the {loader} loader does not apply to this format "
-                            f"(it supports: {', '.join(self._fmt.loaders)})", pytrace=False)
-            if options.into_model:
-                pytest.fail(f"[{self.format}] the {loader} loader restores from the files "
-                            "alone; build=/into= need the model's code in this process",
-                            pytrace=False)
-            return loaders.restored_elsewhere(
-                self._fmt, artifact, loader, options, timeout=self._options.timeout,
-                sys_path=self._options.subprocess_path, imports=self._options.subprocess_imports)
+            problem = loaders.remote_problem(self._fmt, loader, options, self._options.runtimes)
+            if problem:
+                pytest.fail(f"[{self.format}] {problem}", pytrace=False)
+            return loaders.restored_elsewhere(self._fmt, artifact, loader, options,
+                                              self._options)
         timeout = self._options.timeout  # Session.run deadline of in-process graph runs
         with (self._step("restore", artifact.path, None, artifact=artifact),
               self._fmt.safe_mode_scope(options.safe_mode), timed(self._node, "restore"),

@@ -45,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "Default: the persist_loaders ini option, else inprocess.",
     )
     group.addoption(
+        "--persist-runtime", dest="persist_runtime", action="append", default=None,
+        metavar="LABEL=PYTHON",
+        help="another interpreter (an older TensorFlow) as the loader LABEL, added to the "
+             "persist_runtimes ini option; select it with --persist-loaders (repeatable)",
+    )
+    group.addoption(
         "--persist-timeout", dest="persist_timeout", default=None, type=float, metavar="SEC",
         help="time limit of one subprocess/capi load and run (default 300)",
     )
@@ -77,6 +83,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_subprocess_imports",
                   "modules the subprocess loader imports before restoring (e.g. the package "
                   "registering custom layers)", type="linelist", default=[])
+    parser.addini("persist_runtimes",
+                  "other interpreters as loaders, one 'LABEL = /path/to/python' per line (relative "
+                  "to rootdir): items [<format>-LABEL] restore today's artifacts there",
+                  type="linelist", default=[])
     parser.addini("persist_timeout", "default for --persist-timeout (seconds)", default="300")
     parser.addini("persist_formats", "default for --persist-formats (comma list or 'all')",
                   default="all")

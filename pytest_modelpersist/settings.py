@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from . import decision
+from ._names import ALL
 from .compare import Tolerance
 from .errors import FormatContractError, UnknownFormatError
 from .expected import is_xfail_map
-from .loaders import parse_loaders
+from .loaders import LOADERS, parse_loaders
+from .loaders.runtimes import INI, Runtime, parse_runtimes
 from .registry import FormatRegistry
 
 SETTINGS_KEY = pytest.StashKey["PersistSettings"]()
@@ -47,6 +49,8 @@ class CheckOptions:
     timeout: float = 300.0
     subprocess_path: tuple[str, ...] = ()
     subprocess_imports: tuple[str, ...] = ()
+    #: Other interpreters as loaders (ini persist_runtimes), by label.
+    runtimes: Mapping[str, Runtime] = field(default_factory=dict)
 
     def merged(self, **overrides: Any) -> CheckOptions:
         """These options with the given (not None) values replacing theirs."""
@@ -235,6 +239,22 @@ def running_on_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def parse_runtime_options(config: pytest.Config) -> dict[str, Runtime]:
+    """ini persist_runtimes (paths from rootdir), then --persist-runtime (paths from the
+    invocation directory; a label given in both: the command line's). UsageError names the
+    source and the line."""
+    reserved = (*LOADERS, ALL)
+    try:
+        found = parse_runtimes(config.getini("persist_runtimes"), root=config.rootpath,
+                               source=INI, reserved=reserved)
+        found.update(parse_runtimes(config.getoption("persist_runtime") or [],
+                                    root=config.invocation_params.dir,
+                                    source="--persist-runtime", reserved=reserved))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return found
+
+
 def _option_or_ini(config: pytest.Config, name: str) -> tuple[Any, str]:
     value = config.getoption(name)
     if value is not None:
@@ -258,6 +278,8 @@ class PersistSettings:
     cache_enabled: bool
     subprocess_path: tuple[str, ...]
     subprocess_imports: tuple[str, ...]
+    #: `persist_runtimes` ini and --persist-runtime: other interpreters as loaders, by label.
+    runtimes: dict[str, Runtime] = field(default_factory=dict)
     #: `persist_decision` ini: decision options of every check.
     decision: dict[str, Any] = field(default_factory=dict)
     #: `persist_convert` ini: converter options of every save (each format takes its own).
@@ -287,8 +309,13 @@ class PersistSettings:
         if not formats:
             raise pytest.UsageError(f"--persist-formats selects no format; known formats: "
                                     f"{', '.join(registry.names())} (or 'all')")
+        runtimes = parse_runtime_options(config)
         loaders = parse_loaders(*_option_or_ini(config, "persist_loaders"),
-                                error=pytest.UsageError)
+                                error=pytest.UsageError, runtimes=list(runtimes))
+        for label in loaders:  # a selected runtime must be there: one error, not N failures
+            problem = runtimes[label].problem() if label in runtimes else None
+            if problem:
+                raise pytest.UsageError(problem)
         timeout_spec, source = _option_or_ini(config, "persist_timeout")
         try:
             timeout = float(300 if timeout_spec in (None, "") else timeout_spec)
@@ -313,7 +340,7 @@ class PersistSettings:
             subprocess_path=tuple(str(Path(config.rootpath, p)) for p in
                                   config.getini("persist_subprocess_path")),
             subprocess_imports=tuple(config.getini("persist_subprocess_imports")),
-            decision=parse_decision(config.getini("persist_decision")),
+            decision=parse_decision(config.getini("persist_decision")), runtimes=runtimes,
         )
         convert_lines = config.getini("persist_convert")
         if convert_lines:  # reading the declarations imports the built-in formats' modules
@@ -338,4 +365,5 @@ class PersistSettings:
             safe_mode=not marker.get("unsafe", False), golden=marker.get("golden", True)
             is not False, timeout=float(marker.get("timeout") or self.timeout),
             subprocess_path=self.subprocess_path, subprocess_imports=self.subprocess_imports,
+            runtimes=self.runtimes,
         )

@@ -2,7 +2,8 @@
 
 They are registered as light stand-ins: a format's module (and numpy, TensorFlow) is imported
 only when a test first uses it, so `pytest --help` and collecting a suite that never uses
-`persist` stay fast.
+`persist` stay fast. The hook implementation is in ``register.py``: this package imports no
+pytest, as a runtime's loader child (loaders.runtimes) may have none.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from .base import Artifact, BaseFormat, Format, Restored, WrappedFormat
 
 if TYPE_CHECKING:
-    from ..registry import FormatRegistry
+    from .register import BuiltinFormats  # noqa: F401
 
 #: name -> (module, class), in registration order.
 BUILTIN = {
@@ -65,16 +64,11 @@ class LazyFormat(WrappedFormat):
         return f"<persist format {self.name} (built-in)>"
 
 
-class BuiltinFormats:
-    """Registered with pytest's plugin manager like any third-party plugin."""
-
-    @pytest.hookimpl
-    def pytest_modelpersist_register_formats(self, registry: FormatRegistry) -> None:
-        for name in BUILTIN:
-            registry.register(LazyFormat(name), in_all=name not in OPT_IN)
-
-
 def __getattr__(name: str) -> Any:
     if name == "BUILTIN_FORMATS":
         return tuple(_load_class(n) for n in BUILTIN)
+    if name == "BuiltinFormats":
+        from .register import BuiltinFormats
+
+        return BuiltinFormats
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

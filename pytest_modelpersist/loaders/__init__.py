@@ -3,13 +3,15 @@
 `inprocess` is the format's own restore. `subprocess` restores and runs the artifact in a fresh
 Python interpreter where the test's code is not importable. `capi` loads a frozen `.pb` or a
 SavedModel through TensorFlow's C API in a process that never imports the `tensorflow` package.
+A runtime (ini `persist_runtimes`, :mod:`.runtimes`) is the subprocess loader under another
+interpreter, named by its label.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from .._lazy import lazy_module
 from .._names import ALL, split_names
 from . import warm
 from .process import LoaderError, run_child
+from .runtimes import Runtime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,36 +37,54 @@ def loaders_of(fmt: Any) -> tuple[str, ...]:
     return tuple(fmt.loaders)
 
 
-def parse_loaders(spec: Any, source: str, *, error: type[Exception]) -> list[str]:
-    """'inprocess,capi' / 'all' / a list -> known loader names in LOADERS order.
+def applies(loader: str, fmt: Any) -> bool:
+    """Whether `loader` can restore `fmt`: a built-in loader the format declares, or a runtime
+    (any other name) when the subprocess loader applies, as a runtime is that loader."""
+    return loader in fmt.loaders or (loader not in LOADERS and SUBPROCESS in fmt.loaders)
+
+
+def parse_loaders(spec: Any, source: str, *, error: type[Exception],
+                  runtimes: Sequence[str] = ()) -> list[str]:
+    """'inprocess,capi' / 'all' / a list -> known loader names: LOADERS, then the `runtimes`
+    labels, in that order ('all' is every one of them).
 
     Raises ``error`` naming ``source`` (the option or marker) for unknown names or none.
     """
+    known = [*LOADERS, *runtimes]
     names = split_names(spec)
     if ALL in names:
-        return list(LOADERS)
-    unknown = [n for n in names if n not in LOADERS]
+        return known
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise error(f"{source}: unknown loader(s) {', '.join(unknown) or '(none)'}; "
-                    f"known loaders: {', '.join(LOADERS)}")
-    return [n for n in LOADERS if n in names]
+                    f"known loaders: {', '.join(LOADERS)}"
+                    + (f"; runtimes: {', '.join(runtimes)}" if runtimes else
+                       " (other interpreters: ini persist_runtimes)"))
+    return [n for n in known if n in names]
 
 
 def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
                       timeout: float = DEFAULT_TIMEOUT, options: dict[str, Any] | None = None,
-                      sys_path: Sequence[str] = (), imports: Sequence[str] = ()) -> Any:
+                      sys_path: Sequence[str] = (), imports: Sequence[str] = (),
+                      runtime: Runtime | None = None) -> Any:
     """Restore and run `artifact` with `fmt` in a fresh `python -I` process; its outputs.
 
-    The input nest crosses as its leaves (``.npz``) and its structure (JSON); the child sends
-    the outputs back the same way, so they come back in the model's own structure.
+    The process is this interpreter, or `runtime`'s (another TensorFlow; it gets this plugin's
+    package on its sys.path, see loaders.runtimes). The input nest crosses as its leaves
+    (``.npz``) and its structure (JSON); the child sends the outputs back the same way, so they
+    come back in the model's own structure.
 
-    LoaderError names the format, the artifact and the cause (exit status, crash signal,
-    timeout, the child's last error line).
+    LoaderError names the format, the artifact, the runtime and the cause (exit status, crash
+    signal, timeout, the child's last error line, the ops a runtime does not register).
     """
     import json
     import tempfile
 
     cls = type(fmt)
+    what = (f"[{artifact.format}] {runtime} for {artifact.path}" if runtime else
+            f"[{artifact.format}] subprocess loader for {artifact.path}")
+    if runtime is not None and runtime.problem():
+        raise LoaderError(f"[{artifact.format}] {runtime.problem()}")
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
         from ..nest import as_array, flatten, pack, present, structure_of
@@ -83,21 +104,15 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
             "sys_path": [str(p) for p in sys_path],
             "imports": list(imports),
         }
-        (work / "request.json").write_text(json.dumps(request))
-        env = subprocess_env()
-        what = f"[{artifact.format}] subprocess loader for {artifact.path}"
-        request_path = work / "request.json"
-        proc = warm.run(warm.server_command(sys.executable, "subprocess", RUNNER), request_path, work,
-                        env=env, what=what, timeout=timeout,
-                        cold=lambda: run_child([sys.executable, "-I", str(RUNNER),
-                                                str(request_path)],
-                                               what=what, timeout=timeout, cwd=work, env=env))
-        if proc.returncode != 0:
-            from ..messages import child_failure, config_dump
+        if runtime is not None:
+            from .runtimes import plugin_root
 
-            error = LoaderError(child_failure(what, proc.stderr))
-            error.details = config_dump(proc.stderr)
-            raise error
+            request["plugin_root"] = str(plugin_root(work))
+            request["runtime_json"] = str(work / "runtime.json")
+        (work / "request.json").write_text(json.dumps(request))
+        proc = _start(work / "request.json", work, runtime, what=what, timeout=timeout)
+        if proc.returncode != 0:
+            raise _child_error(what, proc, runtime, work / "runtime.json")
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
             flat = [npz[f"output_{i}"] for i in range(len(npz.files))]
         # A lone array or a flat list comes back as a list, as it always did.
@@ -116,6 +131,56 @@ def prestart_subprocess() -> None:
     """Start a warm interpreter importing TensorFlow now, while the first items run, for the
     subprocess-loader items to come (loaders.warm)."""
     warm.prestart(warm.server_command(sys.executable, "subprocess", RUNNER), subprocess_env())
+
+
+def _start(request_path: Path, work: Path, runtime: Runtime | None, *, what: str,
+           timeout: float) -> Any:
+    """Run the runner on `request_path` (a warm child of this interpreter, or a cold start of
+    the runtime's); the finished process."""
+    env = subprocess_env()
+    if runtime is not None:  # started cold: warm interpreters run this Python only
+        try:
+            return run_child([runtime.python, "-I", str(RUNNER), str(request_path)],
+                             what=what, timeout=timeout, cwd=work, env=env)
+        except OSError as exc:  # the runtime's file is there but cannot be run
+            raise LoaderError(f"{what}: cannot start {runtime.python}: {exc}") from None
+    return warm.run(warm.server_command(sys.executable, "subprocess", RUNNER), request_path,
+                    work, env=env, what=what, timeout=timeout,
+                    cold=lambda: run_child([sys.executable, "-I", str(RUNNER),
+                                            str(request_path)],
+                                           what=what, timeout=timeout, cwd=work, env=env))
+
+
+def _child_error(what: str, proc: Any, runtime: Runtime | None, versions: Path) -> LoaderError:
+    """The LoaderError of a loader child that exited non-zero: its cause, and for a runtime
+    which TensorFlow it runs (what its child wrote to `versions`) or why it cannot run."""
+    import json
+
+    from ..messages import child_failure, config_dump, error_line
+    from .subprocess_runner import RUNTIME_UNFIT
+
+    if runtime is not None and proc.returncode == RUNTIME_UNFIT:
+        return LoaderError(
+            f"{what}: this interpreter cannot run the plugin's loader: "
+            f"{error_line(proc.stderr)}; a runtime needs Python >= 3.10 with tensorflow and "
+            f"numpy ({runtime.source}; python -m pytest_modelpersist runtime create "
+            f"{runtime.label} --tensorflow X.Y.Z makes one)")
+    where = "a fresh interpreter"
+    if runtime is not None:
+        try:
+            found = json.loads(versions.read_text())
+        except (OSError, ValueError):  # it failed before saying (or while saying)
+            found = {}
+        where = f"its interpreter (TensorFlow {found.get('tensorflow', '?')})"
+    message = child_failure(what, proc.stderr, where)
+    if "UnregisteredOpError:" in message:
+        tf = sys.modules.get("tensorflow")
+        message += (f"\nthe artifact was saved with TensorFlow "
+                    f"{getattr(tf, '__version__', '?')}: run it where those ops are registered "
+                    "(a newer TensorFlow), or keep the model off them")
+    error = LoaderError(message)
+    error.details = config_dump(proc.stderr)
+    return error
 
 
 def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOUT,
@@ -191,24 +256,43 @@ def _screen(kind: str, path: Path, fmt: str) -> None:
         raise LoaderError(f"[{fmt}] C API loader: {exc}") from None
 
 
-def restored_elsewhere(fmt: Any, artifact: Any, loader: str, options: Any, *, timeout: float,
-                       sys_path: Sequence[str] = (), imports: Sequence[str] = ()) -> Any:
+def remote_problem(fmt: Any, loader: str, options: Any, runtimes: Mapping[str, Runtime]
+                   ) -> str | None:
+    """Why `loader` (not inprocess) cannot restore `fmt` with the parsed RestoreOptions
+    `options`: an unknown name, a loader the format does not take, build=/into=; or None."""
+    if loader not in LOADERS and loader not in runtimes:
+        return (f"unknown loader {loader!r}; known loaders: {', '.join(LOADERS)}"
+                + (f"; runtimes: {', '.join(runtimes)}" if runtimes else ""))
+    if not applies(loader, fmt):
+        return (f"the {loader} loader does not apply to this format (it supports: "
+                f"{', '.join(fmt.loaders)})")
+    if options.into_model:
+        return (f"the {loader} loader restores from the files alone; build=/into= need the "
+                "model's code in this process")
+    return None
+
+
+def restored_elsewhere(fmt: Any, artifact: Any, loader: str, options: Any, check: Any) -> Any:
     """A formats.base.Restored whose every call loads and runs `artifact` in another process:
-    through the C API (`loader` CAPI) or a fresh interpreter (SUBPROCESS); `options` are the
-    parsed RestoreOptions."""
+    through the C API (`loader` CAPI), a fresh interpreter (SUBPROCESS) or a runtime's (its
+    label); `options` are the parsed RestoreOptions, `check` the test's CheckOptions (timeout,
+    subprocess path and imports, runtimes)."""
     from ..formats.base import Restored
 
+    timeout = check.timeout
     if loader == CAPI:
         return Restored(artifact, None,
                         lambda args: run_with_capi(artifact, args, timeout=timeout,
                                                    safe_mode=options.safe_mode),
                         how="TensorFlow's C API in a process without the tensorflow package",
                         takes_nest=True)
+    runtime = check.runtimes.get(loader)
     return Restored(
         artifact, None,
         lambda args: run_in_subprocess(fmt, artifact, args, timeout=timeout,
-                                       options=options.given(), sys_path=sys_path,
-                                       imports=imports),
-        how="a fresh Python interpreter without the test's code (python -I)",
+                                       options=options.given(), sys_path=check.subprocess_path,
+                                       imports=check.subprocess_imports, runtime=runtime),
+        how=(f"{runtime}, a fresh interpreter" if runtime else
+             "a fresh Python interpreter without the test's code (python -I)"),
         takes_nest=True,
     )

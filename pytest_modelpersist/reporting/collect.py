@@ -117,7 +117,9 @@ class ReportPlugin:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         from ..collection import golden_identity
+        from ..settings import SETTINGS_KEY
 
+        runtimes = self.config.stash[SETTINGS_KEY].runtimes
         for index, item in enumerate(items):
             callspec = getattr(item, "callspec", None)
             param = callspec.params.get("persist") if callspec is not None else None
@@ -125,6 +127,8 @@ class ReportPlugin:
                 continue
             record(item, "format", param.format)
             record(item, "loader", param.loader)
+            if param.loader in runtimes:  # which interpreter ran it
+                record(item, "runtime", f"{param.loader} = {runtimes[param.loader].python}")
             record(item, "test", golden_identity(item)[1])
             record(item, "index", index)
 
@@ -163,6 +167,7 @@ class ReportPlugin:
             return props[key][-1] if props.get(key) else None
 
         row.model_kind = str(last("model_kind") or row.model_kind)
+        row.runtime = str(last("runtime") or row.runtime)
         row.artifact_bytes = last("artifact_bytes")
         for step in ("save", "restore", "run"):
             value = last(f"{step}_seconds")

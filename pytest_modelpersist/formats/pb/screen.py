@@ -137,15 +137,11 @@ def unsafe_ops(graph_def: GraphDef, *, allowed: Iterable[str] = ()) -> list[str]
     Nodes named in ``allowed`` (``"node"`` or ``"function/node"``) are skipped. Returns them in
     graph order; empty for an ordinary frozen model.
     """
-    scopes = [("", graph_def.node)]
-    scopes += [(f.signature.name + "/", f.node_def) for f in graph_def.library.function]
-    functions = {f.signature.name for f in graph_def.library.function}
-    known = {name for name, _ in _op_registry()}
-    if any(n.op not in known and n.op not in functions for _, nodes in scopes for n in nodes):
-        # Ops registered since the registry was read (a custom-op library imported later)
-        # are classified too; ops nobody registered cannot run (import_graph_def refuses).
-        _op_registry.cache_clear()
-        unsafe_op_types.cache_clear()
+    scopes = _scopes(graph_def)
+    # Ops registered since the registry was read (a custom-op library imported later) are
+    # classified too: unregistered_ops re-reads the registry when it meets an unknown op. Ops
+    # nobody registered cannot run (import_graph_def refuses).
+    unregistered_ops(graph_def)
     unsafe = unsafe_op_types()
     skip = set(allowed)
     found = []
@@ -156,6 +152,31 @@ def unsafe_ops(graph_def: GraphDef, *, allowed: Iterable[str] = ()) -> list[str]
             if node.op in unsafe or (node.op == "PrintV2" and _prints_to_file(node)):
                 found.append(f"{scope}{node.name} ({node.op})")
     return found
+
+
+def _scopes(graph_def: GraphDef) -> list[tuple[str, Any]]:
+    """(prefix, nodes) of the main graph ("") and of each library function ("name/")."""
+    return [("", graph_def.node)] + [(f.signature.name + "/", f.node_def)
+                                     for f in graph_def.library.function]
+
+
+def unregistered_ops(graph_def: GraphDef) -> list[str]:
+    """``"node (Op)"`` for every node whose op the installed TensorFlow does not register (nor
+    the graph's library define): what an older TensorFlow cannot import. Empty for most graphs.
+    """
+    found = _unregistered(graph_def)
+    if found:  # registered since the registry was read? read it again
+        _op_registry.cache_clear()
+        unsafe_op_types.cache_clear()
+        found = _unregistered(graph_def)
+    return found
+
+
+def _unregistered(graph_def: GraphDef) -> list[str]:
+    functions = {f.signature.name for f in graph_def.library.function}
+    known = {name for name, _ in _op_registry()}
+    return [f"{scope}{n.name} ({n.op})" for scope, nodes in _scopes(graph_def) for n in nodes
+            if n.op not in known and n.op not in functions]
 
 
 def _prints_to_file(node: Any) -> bool:
