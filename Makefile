@@ -47,12 +47,10 @@ define run_suites
 endef
 
 ## The plugin's tests and the example project on TF 2.21 (with the conversion formats, and
-## TF 2.15.1 as a runtime), and the example's TF 2.15.1 archive replayed on TF 2.21 (README:
-## Keras 2 and the TensorFlow versions; Upgrading TensorFlow). The TF 2.15.1 leg of the suite,
-## `make test-tf215`, is out of `make test` until a Keras 2 load that never ends in a full -n 2
-## run (test_bad_input's damaged .keras cases, Functional.reconstruct_from_config) is fixed.
+## TF 2.15.1 as a runtime) and on TF 2.15.1, and the example's TF 2.15.1 archive replayed on
+## TF 2.21 (README: Keras 2 and the TensorFlow versions; Upgrading TensorFlow).
 test: venvs
-	$(MAKE) -k test-tf221 test-archive
+	$(MAKE) -k test-tf221 test-tf215 test-archive
 
 WITH_CONVERSIONS := --persist-formats=all,tflite,tflite_dynamic,onnx
 # The runtime tests (tests/test_runtimes.py) run today's artifacts in TF 2.15.1 when its venv
