@@ -12,9 +12,9 @@ cold child of that loader would get, plus the runner's name:
 Neither runs a TensorFlow op. It prints ``{"ready": pid}``, then serves one JSON
 request per stdin line: ``{"request": path, "cwd": dir, "stderr": path}``. For each it forks a
 child that runs SCRIPT as ``python SCRIPT request`` would (its imports are loaded already)
-with its stdout discarded and its stderr in the given file, answers ``{"pid": child}`` at once and ``{"rc": status}`` when the child ended
-(negative: the signal that killed it). A child is used for exactly one restore; end of stdin
-ends the server.
+with its stdout discarded and its stderr in the given file, answers ``{"pid": child}`` at once
+and ``{"rc": status}`` when the child ended (negative: the signal that killed it). A child is
+used for exactly one restore; end of stdin ends the server.
 """
 
 from __future__ import annotations
