@@ -49,7 +49,8 @@ def saved(model: Any, tmp_path: Path) -> Any:
 
 def servers(runner: str = "subprocess") -> list[Any]:
     """The live warm interpreters of `runner` in this process."""
-    return [s for key, s in warm._servers.items() if warm._runner_of(key[0]) == runner]
+    server = warm._servers.get(runner)
+    return [server] if server is not None and server.proc.poll() is None else []
 
 
 def server_pid(runner: str = "subprocess") -> int:

@@ -140,26 +140,22 @@ def _read(path: Path) -> str:
         return ""
 
 
-_servers: dict[Any, WarmServer] = {}
+# One warm interpreter per runner ("subprocess", "capi") and pytest process: the newest
+# command line and environment asked for.
+_servers: dict[str, WarmServer] = {}
 
 
 def server_for(command: Sequence[str], env: Mapping[str, str]) -> WarmServer:
     """The warm interpreter started by `command` with exactly `env`, started now if there is
-    none (a server of the same runner for another environment or interpreter is ended first:
-    one per runner and pytest process at a time)."""
-    key = _key(command, env)
-    server = _servers.get(key)
-    if server is not None and server.proc.poll() is None:
+    none (the runner's server for another environment or interpreter is ended first)."""
+    runner = command[command.index(str(SERVER)) + 1]
+    server = _servers.get(runner)
+    if server is not None and server.key == _key(command, env) and server.proc.poll() is None:
         return server
-    runner = _runner_of(command)
-    for old in [k for k in _servers if _runner_of(k[0]) == runner]:
-        _servers.pop(old).close()
-    server = _servers[key] = WarmServer(command, env)
+    if server is not None:
+        server.close()
+    server = _servers[runner] = WarmServer(command, env)
     return server
-
-
-def _runner_of(command: Sequence[str]) -> str:
-    return command[command.index(str(SERVER)) + 1]
 
 
 def prestart(command: Sequence[str], env: Mapping[str, str]) -> None:
@@ -179,7 +175,7 @@ def run(command: Sequence[str], request: Path, cwd: Path, *, env: Mapping[str, s
         return server_for(command, env).run(request, cwd, what=what, timeout=timeout,
                                             error=error)
     except WarmServerGone:
-        gone = _servers.pop(_key(command, env), None)
+        gone = _servers.pop(command[command.index(str(SERVER)) + 1], None)
         if gone is not None:
             gone.close()
         return cold()
