@@ -164,16 +164,48 @@ def keras2_positions(model: Any) -> dict[str, str]:
 def position_renames(model: Any, saved_positions: Mapping[str, str]) -> dict[str, str]:
     """Saved ``<layer>/<weight>`` -> the name of the variable at the same place in `model`.
 
-    Empty unless `model` is Keras 2 and the artifact recorded its positions. Only names that
-    differ are listed: a rebuilt model whose auto-generated layer names moved on (``dense``
-    saved, ``dense_3`` now) still takes the right values, as Keras 2's own (topological)
-    `load_weights` does.
+    Empty unless the artifact recorded its positions (a Keras 2 model saved it) and `model` is
+    a Keras model. Only names that differ are listed: a rebuilt model whose auto-generated
+    layer names moved on (``dense`` saved, ``dense_3`` now) still takes the right values, as
+    Keras 2's own (topological) `load_weights` does; so does a Keras 3 model (its variables
+    are named ``layers/dense/vars/0``), as Keras 3's `load_weights` of a legacy file does.
     """
-    if not saved_positions or keras2_package(model) is None:
+    if not saved_positions:
         return {}
-    here = {pos: name for name, pos, _ in _layer_weights(model)}
+    if keras2_package(model) is not None:
+        here = {pos: name for name, pos, _ in _layer_weights(model)}
+    elif _is_keras3_model(model):
+        here = _keras3_positions(model)
+    else:
+        return {}
     return {saved: here[pos] for saved, pos in saved_positions.items()
             if pos in here and here[pos] != saved}
+
+
+def _is_keras3_model(model: Any) -> bool:
+    package = sys.modules.get("keras")
+    return (package is not None and major_version(package) == 3
+            and isinstance(model, getattr(package, "Model", ())))
+
+
+def _keras3_positions(model: Any) -> dict[str, str]:
+    """Position key (as `_layer_weights` makes them) -> the Keras 3 variable's name there.
+
+    A key two variables share (sublayers' weights of one layer) is left out: ambiguous.
+    """
+    from .models import keras_variables
+
+    name_of = {id(v): name for name, v in keras_variables(model).items()}
+    found: dict[str, str] = {}
+    shared: set[str] = set()
+    for i, layer in enumerate(model.layers):
+        for w in layer.weights:
+            key = f"{i}.{type(layer).__name__}/{w.name}"
+            if key in found:
+                shared.add(key)
+            if id(w) in name_of:
+                found[key] = name_of[id(w)]
+    return {k: v for k, v in found.items() if k not in shared}
 
 
 def artifact_meta(model: Any) -> dict[str, Any]:

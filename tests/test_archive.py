@@ -209,3 +209,48 @@ def test_a_keras2_tf_checkpoint_replayed_into_keras3_skips_with_the_reason(pytes
     result.stdout.fnmatch_lines(["*[[]tf_checkpoint@k2[]] recorded from a keras2 model (*), "
                                  "restored into a keras model today: Keras 3's load_weights "
                                  "reads only .weights.h5 and .keras files*"])
+
+
+KERAS_SWITCH_BN_MODULE = KERAS_SWITCH_MODULE.replace(
+    'keras.layers.Dense(3, name="hidden")',
+    'keras.layers.BatchNormalization(), keras.layers.Dense(3)')
+
+
+def test_keras2_weights_replay_into_keras3_by_position(pytester, monkeypatch):
+    """Keras 2's files name variables ``dense/kernel``, Keras 3's model ``layers/dense/vars/0``:
+    the weights-only formats still restore (by the positions the artifact recorded, and
+    Keras 3's own load_weights for a legacy .h5) and `h5` loads with today's Keras 3."""
+    import keras
+
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("this TensorFlow's keras is Keras 2: no Keras 3 to replay into")
+    pytest.importorskip("tf_keras")  # after the check: see the test above
+    pytester.makepyfile(test_m=KERAS_SWITCH_BN_MODULE)
+    args = ("--persist-archive=arch", "--persist-formats=ckpt,weights_h5,h5", "-v",
+            "-p", "no:cacheprovider")
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "2")
+    pytester.runpytest(*args, "--archive-record=k2").assert_outcomes(passed=3)
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "3")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*test_model?ckpt@k2? PASSED*"])
+
+
+def test_keras2_checkpoint_into_a_resized_keras3_layer_fails_naming_it(pytester, monkeypatch):
+    """The position match is no free pass: a layer resized since recording fails, naming
+    the saved variable and both shapes."""
+    import keras
+
+    if int(keras.__version__.split(".")[0]) < 3:
+        pytest.skip("this TensorFlow's keras is Keras 2: no Keras 3 to replay into")
+    pytest.importorskip("tf_keras")
+    pytester.makepyfile(test_m=KERAS_SWITCH_BN_MODULE)
+    args = ("--persist-archive=arch", "--persist-formats=ckpt", "-p", "no:cacheprovider")
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "2")
+    pytester.runpytest(*args, "--archive-record=k2").assert_outcomes(passed=1)
+    monkeypatch.setenv("ARCHIVE_TEST_KERAS", "3")
+    pytester.makepyfile(test_m=KERAS_SWITCH_BN_MODULE.replace("Dense(3)", "Dense(5)"))
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*[[]ckpt@k2[]] the artifact archived under label*",
+                                 "*shape/dtype mismatch*layers/dense/vars/0*(4, 3)*(4, 5)*"])

@@ -185,13 +185,16 @@ class ArchiveItem:
                         f"model ({describe_versions(dict(doc))}), restored into a {kind} model "
                         f"today: {gap}")
         with self._blame(persist.format, label, doc, directory):
-            return self._replay(persist, doc, inputs, attempts, settings)
+            return self._replay(persist, doc, inputs, attempts, settings, kind=kind)
 
     def _replay(self, persist: Persist, doc: dict[str, Any], inputs: Any,
-                attempts: list[RestoreOptions], settings: CheckOptions) -> CheckResult:
+                attempts: list[RestoreOptions], settings: CheckOptions, *,
+                kind: str) -> CheckResult:
         __tracebackhide__ = True
         from ..formats.base import Artifact
         from ..formats.conversion import declared_tolerances
+        from ..formats.keras_formats import READ_WITH
+        from ..models import KERAS, KERAS2
         from ..nest import pack, present
         from ..outputs import named_leaves
         from ..persist import CheckResult
@@ -203,6 +206,10 @@ class ArchiveItem:
             artifact = Artifact.from_directory(where)
         except (KeyError, TypeError, ValueError) as exc:  # a hand-edited entry
             raise ArchiveError(f"the entry does not describe an artifact: {exc}") from None
+        if artifact.model_kind == KERAS2 and kind == KERAS:
+            # Today's libraries read it, as after the upgrade: Keras 3 (tf_keras need not be
+            # there, and the model code registers its custom classes with Keras 3 only).
+            artifact.meta[READ_WITH] = KERAS
         persist.check_manifest(artifact)
         archived_inputs = self._inputs(doc["inputs"], inputs)
         names = doc["outputs"]["names"]

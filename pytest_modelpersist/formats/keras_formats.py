@@ -22,11 +22,20 @@ from ..restore.saved import SavedVariables, h5_layer_weight_names
 from .base import Artifact, BaseFormat, Restored
 from .containment import check_h5, check_keras_file, spill_member
 
+#: `Artifact.meta` key: ``"keras"`` when today's Keras 3 reads a Keras 2 artifact (an archive
+#: replayed into today's Keras 3 model) instead of the Keras 2 package it was saved with.
+READ_WITH = "read_with"
+
+
+def read_by_keras2(artifact: Artifact) -> bool:
+    """True when the Keras 2 package the artifact was saved with reads it (see READ_WITH)."""
+    return artifact.model_kind == KERAS2 and artifact.meta.get(READ_WITH) != KERAS
+
 
 def keras_of(artifact: Artifact) -> Any:
     """The Keras package that reads `artifact`: Keras 3, or the Keras 2 package it was saved
     with (``tf_keras``, or ``keras`` 2.x on TF <= 2.15)."""
-    if artifact.model_kind == KERAS2:
+    if read_by_keras2(artifact):
         # Not recorded (saved through the format, not `persist`): `tf.keras`'s Keras 2, which
         # is `keras` on TF <= 2.15 and `tf_keras` after (import_keras2 falls back to it).
         return compat.import_keras2(artifact.meta.get("keras_package", "keras"))
@@ -39,7 +48,7 @@ def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
     path = Path(artifact.path)
     if path.is_file():  # a Keras 2 SavedModel directory has its own screen
         check_keras_file(path, fmt=artifact.format, allow=not safe_mode)
-    if (artifact.model_kind == KERAS2 and path.suffix == ".keras" and path.is_file()
+    if (read_by_keras2(artifact) and path.suffix == ".keras" and path.is_file()
             and not zipfile.is_zipfile(path)):
         # Keras 2 loads any file it recognises whatever its name (an HDF5 file as legacy h5):
         # the keras format would pass without testing a .keras archive at all.
@@ -48,7 +57,7 @@ def load_keras_model(artifact: Artifact, *, safe_mode: bool = True) -> Any:
         return keras.models.load_model(str(artifact.path), compile=False, safe_mode=safe_mode)
     except TypeError as exc:
         missing = (compat.unregistered_objects(keras, artifact.path)
-                   if artifact.model_kind == KERAS2 else [])
+                   if read_by_keras2(artifact) else [])
         if not missing:
             raise
         # Keras 3's words for it, so messages.py names the class and the ini line alike.

@@ -231,9 +231,10 @@ class SavedModelFormat(BaseFormat):
             return pack_outputs(artifact, [out[k] for k in io.outputs.names])
 
         how = f"tf.saved_model.load + {key!r} signature"
-        if artifact.model_kind != KERAS2:
+        from .keras_formats import load_keras_model, read_by_keras2
+
+        if not read_by_keras2(artifact):  # Keras 3's load_model reads no SavedModel
             return Restored(artifact, loaded, runner, how=how, takes_nest=True)
-        from .keras_formats import load_keras_model
 
         keras_model = load_keras_model(artifact)
 
