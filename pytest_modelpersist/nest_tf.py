@@ -157,7 +157,7 @@ def input_specs(inputs: Any, own: Sequence[Any] | None = None,
     specs = []
     for x, name in zip(leaves, names, strict=True):
         shape = [None, *x.shape[1:]] if x.ndim else []
-        dtype = tf.string if x.dtype.kind in "SU" else tf.as_dtype(x.dtype)
+        dtype = tf.string if x.dtype.kind in "SUO" else tf.as_dtype(x.dtype)
         specs.append(tf.TensorSpec(shape, dtype, name=name))
     return specs
 

@@ -232,6 +232,18 @@ def _string_tensor(lib, arr, name):
     return t
 
 
+# Byte strings ending in NUL, which numpy's fixed-width bytes would drop, travel exactly: an npz
+# member named <key> + _EXACT holds each element followed by b"\x01" (byte_strings.py, which
+# this standalone script does not import: the two must agree).
+_EXACT = ".exact-bytes"
+
+
+def _exact(values, shape):
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr.reshape(shape)
+
+
 def _from_string_tensor(lib, t, shape):
     base = lib.TF_TensorData(t)
     n = int(np.prod(shape, dtype=np.int64))
@@ -239,6 +251,8 @@ def _from_string_tensor(lib, t, shape):
     for i in range(n):
         at = base + i * TSTRING_SIZE
         items.append(ctypes.string_at(lib.TF_StringGetDataPointer(at), lib.TF_StringGetSize(at)))
+    if any(item.endswith(b"\x00") for item in items):
+        return _exact(items, shape)
     return np.array(items, dtype=bytes).reshape(shape) if n else np.zeros(shape, "S1")
 
 
@@ -284,6 +298,11 @@ def _read_inputs(req, feeds):
     if feeds:
         with np.load(req["inputs_npz"], allow_pickle=False) as z:
             for tname, key in feeds.items():
+                if key + _EXACT in z.files:
+                    marked = z[key + _EXACT]
+                    inputs[tname] = _exact([bytes(v)[:-1] for v in marked.reshape(-1).tolist()],
+                                           marked.shape)
+                    continue
                 if key not in z.files:
                     raise RunnerError(
                         f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
@@ -387,7 +406,14 @@ def run(req):
         lib.TF_DeleteGraph(graph)
         status.close()
 
-    np.savez(req["outputs_npz"], **{f"output_{i}": r for i, r in enumerate(results)})
+    members = {}
+    for i, r in enumerate(results):
+        if r.dtype == object:  # from _from_string_tensor: exact bytes
+            members[f"output_{i}{_EXACT}"] = np.array(
+                [v + b"\x01" for v in r.reshape(-1).tolist()], dtype=bytes).reshape(r.shape)
+        else:
+            members[f"output_{i}"] = r
+    np.savez(req["outputs_npz"], **members)
 
 
 def main(argv):
