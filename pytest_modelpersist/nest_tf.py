@@ -150,7 +150,7 @@ def input_specs(inputs: Any, own: Sequence[Any] | None = None,
                         for p in paths])
     if own is not None and len(own) == len(leaves):
         # A module's own signature names its arguments for its clients: keep those names.
-        own_names = [getattr(s, "name", None) for s in own]
+        own_names: list[Any] = [getattr(s, "name", None) for s in own]
         if all(own_names) and not isinstance(inputs, Mapping):
             names = safe_names(own_names)
         return [tf.TensorSpec(s.shape, s.dtype, name=n) for s, n in zip(own, names, strict=True)]
@@ -164,7 +164,7 @@ def input_specs(inputs: Any, own: Sequence[Any] | None = None,
 
 def _keras_input_names(model: Any) -> list[str] | None:
     try:
-        found = [getattr(t, "name", None) for t in model.inputs or []]
+        found: list[Any] = [getattr(t, "name", None) for t in model.inputs or []]
     except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
         return None
     # Names Keras made up (keras_tensor_12, input_layer_3) change from run to run: x, x1 ...
