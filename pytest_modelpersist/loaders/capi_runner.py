@@ -50,6 +50,20 @@ import zipfile  # noqa: F401  (np.savez / np.load)
 import numpy as np
 import numpy.random  # noqa: F401
 
+
+def _sibling_module(name, relative):
+    """A numpy-only module of the plugin, loaded by path (this script imports no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, relative))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Byte strings ending in NUL bytes travel exactly (numpy's fixed-width bytes would cut them).
+byte_strings = _sibling_module("_modelpersist_byte_strings", "../byte_strings.py")
+
 faulthandler.enable()
 
 EXIT_OK = 0
@@ -232,18 +246,6 @@ def _string_tensor(lib, arr, name):
     return t
 
 
-# Byte strings ending in NUL, which numpy's fixed-width bytes would drop, travel exactly: an npz
-# member named <key> + _EXACT holds each element followed by b"\x01" (byte_strings.py, which
-# this standalone script does not import: the two must agree).
-_EXACT = ".exact-bytes"
-
-
-def _exact(values, shape):
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr.reshape(shape)
-
-
 def _from_string_tensor(lib, t, shape):
     base = lib.TF_TensorData(t)
     n = int(np.prod(shape, dtype=np.int64))
@@ -251,9 +253,7 @@ def _from_string_tensor(lib, t, shape):
     for i in range(n):
         at = base + i * TSTRING_SIZE
         items.append(ctypes.string_at(lib.TF_StringGetDataPointer(at), lib.TF_StringGetSize(at)))
-    if any(item.endswith(b"\x00") for item in items):
-        return _exact(items, shape)
-    return np.array(items, dtype=bytes).reshape(shape) if n else np.zeros(shape, "S1")
+    return byte_strings.from_list(items, shape)
 
 
 def _to_tensor(lib, arr, name):
@@ -297,17 +297,13 @@ def _read_inputs(req, feeds):
     inputs = {}
     if feeds:
         with np.load(req["inputs_npz"], allow_pickle=False) as z:
-            for tname, key in feeds.items():
-                if key + _EXACT in z.files:
-                    marked = z[key + _EXACT]
-                    inputs[tname] = _exact([bytes(v)[:-1] for v in marked.reshape(-1).tolist()],
-                                           marked.shape)
-                    continue
-                if key not in z.files:
-                    raise RunnerError(
-                        f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
-                    )
-                inputs[tname] = z[key]
+            members = byte_strings.unpack(z)
+        for tname, key in feeds.items():
+            if key not in members:
+                raise RunnerError(
+                    f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
+                )
+            inputs[tname] = members[key]
     return inputs
 
 
@@ -406,14 +402,8 @@ def run(req):
         lib.TF_DeleteGraph(graph)
         status.close()
 
-    members = {}
-    for i, r in enumerate(results):
-        if r.dtype == object:  # from _from_string_tensor: exact bytes
-            members[f"output_{i}{_EXACT}"] = np.array(
-                [v + b"\x01" for v in r.reshape(-1).tolist()], dtype=bytes).reshape(r.shape)
-        else:
-            members[f"output_{i}"] = r
-    np.savez(req["outputs_npz"], **members)
+    np.savez(req["outputs_npz"],
+             **byte_strings.pack({f"output_{i}": r for i, r in enumerate(results)}))
 
 
 def main(argv):
