@@ -254,6 +254,7 @@ def _digest(directory: Path) -> dict[str, str]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.heavy
 def test_xdist_update_golden_twice_keeps_every_golden_valid_and_identical(pytester):
     tests = "\n".join(
         f"def test_{i}(persist):\n    persist.check(build({i}.0), X, build=build)\n"

@@ -175,6 +175,7 @@ def test_report_rows_name_the_runtime(pytester):
 
 
 @pytest.mark.parametrize("fmt", ["pb", "savedmodel", "keras"])
+@pytest.mark.heavy
 def test_runtime_child_needs_no_pytest(fmt, tmp_path):
     """A runtime without pytest (nor this plugin installed) restores; outputs are compared."""
     python = hiding(tmp_path, "pytest", "_pytest")
@@ -253,6 +254,7 @@ def test_dense(persist):
 """
 
 
+@pytest.mark.heavy
 def test_tf215_runtime_restores_todays_savedmodel_and_pb(pytester, tf215):
     pytester.makeini(f"[pytest]\npersist_runtimes =\n    tf215 = {tf215}\n")
     pytester.makepyfile(test_serving=PASSING)

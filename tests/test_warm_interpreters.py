@@ -106,6 +106,7 @@ def test_a_crashing_child_is_reported_and_the_next_item_is_served(module_dir, tm
     assert server_pid() == pid
 
 
+@pytest.mark.heavy
 def test_another_environment_gets_its_own_interpreter(monkeypatch, tmp_path):
     import keras
 

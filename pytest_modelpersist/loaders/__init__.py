@@ -87,12 +87,13 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
         raise LoaderError(f"[{artifact.format}] {runtime.problem()}")
     with tempfile.TemporaryDirectory(prefix="modelpersist-subprocess-") as scratch:
         work = Path(scratch)
+        from .. import byte_strings
         from ..nest import as_array, flatten, pack, present, structure_of
 
         leaves = [] if inputs is None else flatten(inputs)
         arrays: dict[str, Any] = {f"input_{i}": as_array(x, "input") for i, x in
                                   enumerate(leaves)}
-        np.savez(work / "inputs.npz", **arrays)
+        np.savez(work / "inputs.npz", **byte_strings.pack(arrays))
         request = {
             "input_structure": None if inputs is None else structure_of(inputs),
             "outputs_json": str(work / "outputs.json"),
@@ -114,7 +115,8 @@ def run_in_subprocess(fmt: Any, artifact: Any, inputs: Any, *,
         if proc.returncode != 0:
             raise _child_error(what, proc, runtime, work / "runtime.json")
         with np.load(work / "outputs.npz", allow_pickle=False) as npz:
-            flat = [npz[f"output_{i}"] for i in range(len(npz.files))]
+            members = byte_strings.unpack(npz)
+        flat = [members[f"output_{i}"] for i in range(len(members))]
         # A lone array or a flat list comes back as a list, as it always did.
         return present(pack(json.loads((work / "outputs.json").read_text()), flat))
 
