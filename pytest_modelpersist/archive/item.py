@@ -184,7 +184,7 @@ class ArchiveItem:
         if doc is None:
             pytest.skip(f"[{persist.format}@{label}] label {label!r} archived no artifact for "
                         f"check {self._checks} of this test ({directory})")
-        gap = UNREPLAYABLE.get((persist.format, doc.get("model_kind"), kind))
+        gap = UNREPLAYABLE.get((persist.format, str(doc.get("model_kind")), kind))
         if gap:
             pytest.skip(f"[{persist.format}@{label}] recorded from a {doc.get('model_kind')} "
                         f"model ({describe_versions(dict(doc))}), restored into a {kind} model "
