@@ -11,8 +11,11 @@ For each model size (MB of float32 weights) a Keras Functional MLP is built (Inp
   save, restore (into a fresh ``build()`` model for the weights-only formats), run the restored
   model, ``np.testing.assert_allclose`` against the original outputs:
 
-  - ckpt: eager ``tf.compat.v1.train.Saver(var_list={path: var}).save`` / ``.restore`` into
-    the rebuilt model (the plugin additionally restores through ``import_meta_graph``);
+  - ckpt: the same work the plugin does on purpose, by hand with TF's public API: trace the
+    model to a TF1 graph of its own (``tf.function`` -> ``import_graph_def`` with the captured
+    variables mapped to graph variables named by path), ``Saver`` with its meta graph, then two
+    restores: ``import_meta_graph`` + ``Saver.restore`` + ``Session.run`` (no model code), and
+    ``tf.train.load_checkpoint`` values assigned into the rebuilt model (``floor_ckpt``);
   - tf_checkpoint: ``tf.train.Checkpoint(model=m).write`` / ``.read`` into the rebuilt model;
   - h5, keras: ``model.save`` / ``keras.models.load_model(compile=False)``;
   - weights_h5: ``model.save_weights`` / ``load_weights`` into the rebuilt model;
@@ -115,69 +118,130 @@ def floor(fmt: str, model: Any, x: Any, build: Callable[[], Any], directory: Pat
     """Save `model` in `fmt`, restore it, run it, compare with the original's outputs."""
     import numpy as np
 
+    expected = model(x, training=False).numpy()
+    recipe = FLOORS.get(fmt)
+    if recipe is None:
+        raise SystemExit(f"unknown format {fmt!r}")
+    for actual in recipe(model, x, build, directory):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def _tf() -> tuple[Any, Any]:
     from pytest_modelpersist._tf import import_keras, import_tensorflow
 
-    tf = import_tensorflow()
-    keras = import_keras()
-    expected = model(x, training=False).numpy()
+    return import_tensorflow(), import_keras()
 
-    if fmt == "ckpt":
-        prefix = str(directory / "model")
-        # Keras 3 variables wrap a tf.Variable (`.value`), which is what a Saver takes
-        saver = tf.compat.v1.train.Saver(var_list={v.path: v.value for v in model.weights})
-        saver.save(None, prefix)
-        fresh = build()
-        restorer = tf.compat.v1.train.Saver(var_list={v.path: v.value for v in fresh.weights})
-        restorer.restore(None, prefix)
-        actual = fresh(x, training=False).numpy()
-    elif fmt == "tf_checkpoint":
-        prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
-        fresh = build()
-        tf.train.Checkpoint(model=fresh).read(prefix).assert_existing_objects_matched()
-        actual = fresh(x, training=False).numpy()
-    elif fmt in ("h5", "keras"):
-        path = str(directory / f"model.{fmt}")
+
+def floor_ckpt(model: Any, x: Any, build: Callable[[], Any], directory: Path) -> list[Any]:
+    """The plugin's ckpt work, by hand with TF's public API: trace the model to a TF1 graph
+    (variables named by path, placeholder ``x``, output ``output_0``), ``Saver`` with its meta
+    graph, then restore twice: ``import_meta_graph`` + ``Saver.restore`` (no model code) and
+    ``tf.train.load_checkpoint`` values assigned into the rebuilt model."""
+    tf, _ = _tf()
+    spec = tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x")
+    fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(spec)
+    by_handle = {id(v.value.handle): v for v in model.weights}
+    values = {v.path: v.numpy() for v in model.weights}
+    graph = tf.Graph()
+    with graph.as_default():
+        graph_vars = {v.path: tf.compat.v1.Variable(tf.zeros(v.shape), name=v.path,
+                                                    use_resource=True) for v in model.weights}
+        input_map = {internal.name: graph_vars[by_handle[id(external)].path].handle
+                     for external, internal in fn.graph.captures}
+        placeholder = tf.compat.v1.placeholder(tf.float32, spec.shape, name="x")
+        input_map[fn.inputs[0].name] = placeholder
+        (out,) = tf.graph_util.import_graph_def(fn.graph.as_graph_def(), input_map=input_map,
+                                                return_elements=[fn.outputs[0].name], name="m")
+        tf.identity(out, name="output_0")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            for path, value in values.items():  # the model's weights into the graph's
+                graph_vars[path].load(value, sess)
+            del values
+            saver = tf.compat.v1.train.Saver(var_list=graph_vars, save_relative_paths=True)
+            prefix = saver.save(sess, str(directory / "model"))
+    del graph, graph_vars, fn, input_map
+    restored = tf.Graph()
+    with restored.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
+        with tf.compat.v1.Session(graph=restored) as sess:
+            saver.restore(sess, prefix)
+            from_meta = sess.run("output_0:0", {"x:0": x})
+    del restored
+    fresh = build()
+    reader = tf.train.load_checkpoint(prefix)
+    for v in fresh.weights:
+        v.assign(reader.get_tensor(v.path))
+    return [from_meta, fresh(x, training=False).numpy()]
+
+
+def floor_tf_checkpoint(model: Any, x: Any, build: Callable[[], Any],
+                        directory: Path) -> list[Any]:
+    tf, _ = _tf()
+    prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
+    fresh = build()
+    tf.train.Checkpoint(model=fresh).read(prefix).assert_existing_objects_matched()
+    return [fresh(x, training=False).numpy()]
+
+
+def floor_keras_file(suffix: str) -> Callable[..., list[Any]]:
+    def recipe(model: Any, x: Any, build: Callable[[], Any], directory: Path) -> list[Any]:
+        _, keras = _tf()
+        path = str(directory / f"model.{suffix}")
         model.save(path)
         restored = keras.models.load_model(path, compile=False)
-        actual = restored(x, training=False).numpy()
-    elif fmt == "weights_h5":
-        path = str(directory / "model.weights.h5")
-        model.save_weights(path)
-        fresh = build()
-        fresh.load_weights(path)
-        actual = fresh(x, training=False).numpy()
-    elif fmt == "savedmodel":
-        path = str(directory / "saved_model")
-        spec = [tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x")]
-        model.export(path, format="tf_saved_model", verbose=False, input_signature=spec)
-        loaded = tf.saved_model.load(path)
-        out = loaded.signatures["serving_default"](x=tf.constant(x))
-        actual = next(iter(out.values())).numpy()
-    elif fmt == "pb":
-        from tensorflow.python.framework.convert_to_constants import (
-            convert_variables_to_constants_v2,
-        )
+        return [restored(x, training=False).numpy()]
 
-        fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
-            tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x"))
-        frozen = convert_variables_to_constants_v2(fn)
-        path = directory / "model.pb"
-        path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
-        in_name, out_name = frozen.inputs[0].name, frozen.outputs[0].name
-        del frozen, fn
-        graph_def = tf.compat.v1.GraphDef()
-        graph_def.ParseFromString(path.read_bytes())
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.graph_util.import_graph_def(graph_def, name="")
-        del graph_def
-        config = tf.compat.v1.ConfigProto()
-        config.graph_options.rewrite_options.disable_meta_optimizer = True
-        with tf.compat.v1.Session(graph=graph, config=config) as sess:
-            actual = sess.run(out_name, {in_name: x})
-    else:
-        raise SystemExit(f"unknown format {fmt!r}")
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+    return recipe
+
+
+def floor_weights_h5(model: Any, x: Any, build: Callable[[], Any], directory: Path) -> list[Any]:
+    path = str(directory / "model.weights.h5")
+    model.save_weights(path)
+    fresh = build()
+    fresh.load_weights(path)
+    return [fresh(x, training=False).numpy()]
+
+
+def floor_savedmodel(model: Any, x: Any, build: Callable[[], Any], directory: Path) -> list[Any]:
+    tf, _ = _tf()
+    path = str(directory / "saved_model")
+    spec = [tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x")]
+    model.export(path, format="tf_saved_model", verbose=False, input_signature=spec)
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](x=tf.constant(x))
+    return [next(iter(out.values())).numpy()]
+
+
+def floor_pb(model: Any, x: Any, build: Callable[[], Any], directory: Path) -> list[Any]:
+    tf, _ = _tf()
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
+        tf.TensorSpec([None, *x.shape[1:]], tf.float32, name="x"))
+    frozen = convert_variables_to_constants_v2(fn)
+    path = directory / "model.pb"
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    in_name, out_name = frozen.inputs[0].name, frozen.outputs[0].name
+    del frozen, fn
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(path.read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    del graph_def
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    with tf.compat.v1.Session(graph=graph, config=config) as sess:
+        return [sess.run(out_name, {in_name: x})]
+
+
+FLOORS: dict[str, Callable[..., list[Any]]] = {
+    "ckpt": floor_ckpt, "tf_checkpoint": floor_tf_checkpoint, "h5": floor_keras_file("h5"),
+    "keras": floor_keras_file("keras"), "weights_h5": floor_weights_h5,
+    "savedmodel": floor_savedmodel, "pb": floor_pb,
+}
 
 
 # ---- the plugin, with its phases timed --------------------------------------------------------
@@ -302,7 +366,7 @@ def worker(fmt_name: str, mb: float, order: list[str], workdir: Path,
             prof = cProfile.Profile()
             phases = prof.runcall(plugin, fmt, timer, model, x, build, directory)
             stats = pstats.Stats(prof, stream=sys.stderr)
-            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("cumulative").print_stats(os.environ.get("BENCH_PROFILE_FILTER", ""), 35)
             stats.sort_stats("tottime").print_stats(15)
         else:
             phases = plugin(fmt, timer, model, x, build, directory)
