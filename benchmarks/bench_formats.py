@@ -376,7 +376,8 @@ def worker(fmt_name: str, mb: float, order: list[str], workdir: Path,
             prof = cProfile.Profile()
             phases = prof.runcall(plugin, fmt, timer, model, x, build, directory)
             stats = pstats.Stats(prof, stream=sys.stderr)
-            stats.sort_stats("cumulative").print_stats(os.environ.get("BENCH_PROFILE_FILTER", ""), 35)
+            only = os.environ.get("BENCH_PROFILE_FILTER", "")  # e.g. pytest_modelpersist
+            stats.sort_stats("cumulative").print_stats(only, 35)
             stats.sort_stats("tottime").print_stats(15)
         else:
             phases = plugin(fmt, timer, model, x, build, directory)
