@@ -2,7 +2,9 @@
 
     python benchmarks/bench_formats.py [--sizes 1,67 --formats all --repeat 2]
     python benchmarks/bench_formats.py --sizes 500          # the memory goal (about 6 min)
-    python benchmarks/bench_formats.py --sizes 2048 --plugin-only --repeat 1   # the scale goal
+    python benchmarks/bench_formats.py --sizes 2048 --plugin-only \
+        --formats ckpt,tf_checkpoint,h5,weights_h5,keras,savedmodel      # the scale goal
+    python benchmarks/bench_formats.py --sizes 2200 --plugin-only --formats pb  # > 2 GiB
 
 For each model size (MB of float32 weights) a Keras Functional MLP is built (Input u ->
 4 x Dense u (relu) -> Dense 10, u chosen to hit the size: 1 MB -> u=250, 67 MB -> u=2048,
@@ -70,6 +72,8 @@ TIME_GOAL = 1.10
 TIME_GOAL_SIZES = (67.0, 500.0)
 RSS_GOAL = 3.0
 RSS_GOAL_MB = 500
+PB_LIMIT_MB = 2**31 / 1e6  # protobuf's 2 GiB: a bigger pb is refused before any weight is read
+PB_RSS_GUARD_MB = 1000  # a pb this big, but under the limit, needs ~6x the model in RSS
 PHASES = ("original", "save", "build", "verify", "restore", "run_restored")
 
 
@@ -441,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
             return subprocess.run(cmd, env={**os.environ}).returncode
     formats = list(FORMATS) if args.formats == "all" else [
         f.strip() for f in args.formats.split(",") if f.strip()]
+    too_big = [mb for mb in sizes if "pb" in formats and PB_RSS_GUARD_MB <= mb < PB_LIMIT_MB]
+    if too_big:  # pb holds it, at about 6x the model in RSS (see README, Performance)
+        raise SystemExit(f"pb at {too_big[0]:g} MB would fit in one GraphDef and need about 6x "
+                         f"the model in memory; leave pb out, or take >= {PB_LIMIT_MB:.0f} MB "
+                         "to check its 2 GiB refusal")
     rows = [measure(mb, fmt, args.repeat, args.plugin_only) for mb in sizes for fmt in formats]
     print(f"\nKeras Functional MLP, Input u -> {LAYERS} x Dense u (relu) -> Dense 10, batch "
           f"{BATCH}; seconds are medians of {rows[0]['n'] if rows else 0} runs per path "
