@@ -115,7 +115,7 @@ import functools
 import pytest
 
 
-# batch varies slowest: the two items of one artifact key are far apart in the run order, as
+# batch varies slowest: the items of one artifact key are far apart in the run order, as
 # in a suite whose tests of a model are in different modules (xdist hands items out in turn).
 @pytest.mark.parametrize("m", range(8))
 @pytest.mark.parametrize("batch", [2, 16, 64])
