@@ -11,7 +11,9 @@ A key is the format and the model's strong fingerprint (cache.cache_key: SHA-256
 architecture, the weights, the input signature and the save options; a model known only by its
 identity is never shared). Under the key's file lock (golden_paths.file_lock), the first worker
 saves into a new directory and publishes a record, written atomically (temp file, fsync,
-rename): the commit point, naming the directory and each file's size and SHA-256. A worker that
+rename): the commit point, naming the directory and each file's size and SHA-256 (the files
+are saved in place, not in a temp directory renamed after: a TF1 Saver's ``checkpoint`` file
+names its files by absolute path). A worker that
 waited for the lock, or comes later, verifies the files against the record before it restores
 anything from them (once; its own cache then watches sizes and mtimes as for its own saves). A
 save that failed is published as the failure, which the other workers' items report instead of
