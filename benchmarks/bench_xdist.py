@@ -165,6 +165,7 @@ def measure(name: str, cwd: Path, workers: int, repeat: int, extra: list[str],
     cpus: dict[int, list[float]] = {n: [] for n in settings}
     test_times: dict[int, list[float]] = {n: [] for n in settings}
     results: dict[int, list[dict[str, str]]] = {n: [] for n in settings}
+    loads: list[float] = []  # the machine's 1-minute load average after each run
     for r in range(repeat):
         order = settings if r % 2 == 0 else settings[::-1]
         for n in order:
@@ -175,7 +176,9 @@ def measure(name: str, cwd: Path, workers: int, repeat: int, extra: list[str],
             test_times[n].append(test_time)
             results[n].append(found)
             print(f"{name} run {r + 1}/{repeat} -n {n}: {wall:.2f} s wall, {cpu:.1f} s CPU, "
-                  f"tests' own time {test_time:.1f} s  ({summary})", file=sys.stderr)
+                  f"tests' own time {test_time:.1f} s, load average {os.getloadavg()[0]:.1f} "
+                  f"({summary})", file=sys.stderr)
+            loads.append(os.getloadavg()[0])
 
     # Outcomes are compared within each round (-n 0 vs -n N run back to back), so an edit of
     # the project between rounds shows up as a changed test set, not as an xdist difference.
@@ -215,6 +218,8 @@ def measure(name: str, cwd: Path, workers: int, repeat: int, extra: list[str],
     if changed:
         print("WARNING: the set of tests changed between rounds (the project was edited while "
               "the benchmark ran): times of different rounds are not comparable")
+    print(f"load average after the runs (2 cores here; above 2, other work shared them): "
+          f"{min(loads):.1f} to {max(loads):.1f}")
     met = same and ratio <= goal
     print(f"GOAL {name}: -n {workers} / -n 0 wall time {ratio:.2f}x <= {goal}x with identical "
           f"outcomes: {'MET' if met else 'MISSED'}")
