@@ -11,7 +11,6 @@ import json
 import textwrap
 
 import pytest
-
 from test_cache import FAILING_SAVE
 
 HELPER = textwrap.dedent(
