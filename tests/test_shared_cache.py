@@ -92,6 +92,7 @@ def _workers(pytester: pytest.Pytester) -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.heavy
 def test_workers_share_one_save_per_key_and_its_failure(pytester):
     saves = pytester.path / "saves.txt"
     pytester.makeconftest(f"SAVES = {str(saves)!r}\n" + FAILING_SAVE)
@@ -128,6 +129,7 @@ def pytest_configure_node(node):
 """
 
 
+@pytest.mark.heavy
 def test_workers_elsewhere_keep_a_cache_each(pytester):
     pytester.makeconftest(ELSEWHERE)
     _suite(pytester)
