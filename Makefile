@@ -39,8 +39,6 @@ demo: venv
 
 # $(call run_suites,<python>,<example project options>): the plugin's own tests, then the
 # example project.
-# $(call run_suites,<python>,<example project options>): the plugin's own tests, then the
-# example project.
 define run_suites
 	$(1) -m pytest tests -n 2 -p no:cacheprovider --durations=15
 	cd example_project && ../$(1) -m pytest -q -p no:cacheprovider $(2)

@@ -51,8 +51,11 @@ from .golden_paths import (  # noqa: F401  - re-exported: the golden file API in
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from . import byte_strings
 else:  # numpy loads when a golden is first read or written, not when pytest starts
     np = lazy_module("numpy")
+    byte_strings = lazy_module("pytest_modelpersist.byte_strings")
 
 FORMAT_VERSION = 1
 
@@ -199,11 +202,14 @@ def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> lis
             with np.load(path, allow_pickle=False) as npz:
                 for name, info in expected.items():
                     arr = npz[name]  # reading the whole member verifies its CRC-32
-                    if views[name] is not None:  # bfloat16 & co. are stored as raw void bytes
+                    if views[name] == byte_strings.DTYPE_NAME:  # bytes ending in NULs
+                        arr = byte_strings.decode(arr)
+                    elif views[name] is not None:  # bfloat16 & co. are stored as raw void bytes
                         arr = arr.view(views[name])
-                    if list(arr.shape) != list(info["shape"]) or arr.dtype.name != info["dtype"]:
-                        raise _refuse(path, f"{name} is {arr.dtype.name}{list(arr.shape)} but its "
-                                            f"sidecar says {info['dtype']}{list(info['shape'])}")
+                    if list(arr.shape) != list(info["shape"]) or _dtype_name(arr) != info["dtype"]:
+                        raise _refuse(path, f"{name} is {_dtype_name(arr)}{list(arr.shape)} but "
+                                            f"its sidecar says {info['dtype']}"
+                                            f"{list(info['shape'])}")
                     arrays.append(arr)
     except GoldenError:
         raise
@@ -219,6 +225,11 @@ def read_arrays(path: Path, *, expected: Mapping[str, Mapping[str, Any]]) -> lis
         raise _refuse(path, f"corrupt or truncated arrays file ({type(exc).__name__}: {exc})"
                       ) from None
     return arrays
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    """How a sidecar names `arr`'s dtype (exact byte strings: byte_strings.DTYPE_NAME)."""
+    return byte_strings.DTYPE_NAME if byte_strings.is_exact(arr) else arr.dtype.name
 
 
 def _named_dtype(name: str) -> np.dtype[Any] | None:
@@ -237,12 +248,13 @@ def _named_dtype(name: str) -> np.dtype[Any] | None:
 
 
 def _check_member(zf: zipfile.ZipFile, path: Path, name: str,
-                  info: Mapping[str, Any]) -> np.dtype[Any] | None:
+                  info: Mapping[str, Any]) -> np.dtype[Any] | str | None:
     """Check one member's .npy header and size against the sidecar, before any data is read.
 
     So a crafted or damaged golden can neither make numpy unpickle (object arrays) nor allocate
     more than its sidecar declares (a huge shape in the header, a zip bomb). Returns the dtype
-    to view the loaded array as when numpy stores it as raw bytes (bfloat16: void16), else None.
+    to view the loaded array as when numpy stores it as raw bytes (bfloat16: void16),
+    byte_strings.DTYPE_NAME for byte strings stored encoded (decode them), else None.
     """
     from numpy.lib import format as npy
 
@@ -258,12 +270,15 @@ def _check_member(zf: zipfile.ZipFile, path: Path, name: str,
     if dtype.hasobject:
         raise _refuse(path, f"{name} holds object arrays, refused (it would need unpickling, "
                             "which can run code)")
-    view = None
+    view: np.dtype[Any] | str | None = None
     want = _named_dtype(info["dtype"])
-    if (want is not None and not want.hasobject and dtype.kind == "V" and dtype.names is None
+    if info["dtype"] == byte_strings.DTYPE_NAME and dtype.kind == "S":
+        view = byte_strings.DTYPE_NAME
+    elif (want is not None and not want.hasobject and dtype.kind == "V" and dtype.names is None
             and want.name != dtype.name and want.itemsize == dtype.itemsize):
         view, dtype = want, want
-    if list(shape) != list(info["shape"]) or dtype.name != info["dtype"]:
+    if list(shape) != list(info["shape"]) or (view != byte_strings.DTYPE_NAME
+                                              and dtype.name != info["dtype"]):
         raise _refuse(path, f"{name} is {dtype.name}{list(shape)} but its sidecar says "
                             f"{info['dtype']}{list(info['shape'])}")
     data = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
@@ -282,10 +297,13 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
     sidecar = Path(sidecar)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     arrays = [np.asarray(a) for a in arrays]
-    if any(a.dtype.hasobject for a in arrays):
+    if any(a.dtype.hasobject and not all(isinstance(v, bytes) for v in a.reshape(-1).tolist())
+           for a in arrays):
         raise GoldenError(f"golden {sidecar}: object arrays cannot be stored safely")
     stem = sidecar.name[: -len(SIDECAR_SUFFIX)]
-    members: dict[str, Any] = dict(zip(names, arrays, strict=True))
+    # Exact byte strings keep their member name, encoded; the sidecar's dtype says so.
+    members: dict[str, Any] = {n: byte_strings.encode(a) if byte_strings.is_exact(a) else a
+                               for n, a in zip(names, arrays, strict=True)}
     crcs: dict[str, str] = {}
 
     def content_addressed(tmp: Path) -> Path:  # the arrays' name comes from their CRCs
@@ -310,8 +328,8 @@ def write_golden(sidecar: Path, arrays: Sequence[np.ndarray], *, names: Sequence
         "arrays": arrays_path.name,
         "inputs": inputs_crc,
         "recorded_with": environment(),
-        "outputs": {n: {**summary(a), "crc32": crcs[n]} for n, a in zip(names, arrays,
-                                                                         strict=True)},
+        "outputs": {n: {**summary(a), "dtype": _dtype_name(a), "crc32": crcs[n]}
+                    for n, a in zip(names, arrays, strict=True)},
     }
     if interfaces:
         doc["interfaces"] = interfaces
@@ -335,5 +353,5 @@ def dumps_readable(doc: Mapping[str, Any]) -> str:
 
 def write_arrays(path: Path, arrays: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Write arrays as an uncompressed `.npz` atomically (the obtained outputs of a mismatch)."""
-    members: dict[str, Any] = dict(zip(names, (np.asarray(a) for a in arrays), strict=True))
+    members = byte_strings.pack(dict(zip(names, (np.asarray(a) for a in arrays), strict=True)))
     atomic_write(Path(path), lambda fh: np.savez(fh, **members))

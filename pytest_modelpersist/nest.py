@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import byte_strings
+
 #: Name of a top-level position, and of a lone leaf: ``output_0`` (what goldens always used).
 OUTPUT, INPUT = "output", "input"
 
@@ -234,8 +236,9 @@ def as_array(value: Any, where: str = "value") -> np.ndarray:
     """One leaf as a numpy array: TF tensors through ``.numpy()``, strings as bytes/str arrays.
 
     A TensorFlow string tensor reads back as an object array of bytes; it becomes a fixed-width
-    bytes array (``S``), which goldens can store without pickling. Anything numpy can only
-    hold as objects is refused, naming `where` and its type.
+    bytes array (``S``), which goldens can store without pickling, unless an element ends in a
+    NUL byte, which ``S`` would drop: then it stays an object array of bytes (byte_strings.py).
+    Anything else numpy can only hold as objects is refused, naming `where` and its type.
     """
     if hasattr(value, "numpy") and callable(value.numpy):
         value = value.numpy()
@@ -246,8 +249,7 @@ def as_array(value: Any, where: str = "value") -> np.ndarray:
     if arr.dtype == object:
         flat = arr.reshape(-1).tolist()
         if all(isinstance(v, bytes) for v in flat):
-            return np.array(flat, dtype=bytes).reshape(arr.shape) if flat else (
-                np.zeros(arr.shape, "S1"))
+            return byte_strings.from_list(flat, arr.shape)
         if all(isinstance(v, str) for v in flat):
             return np.array(flat, dtype=str).reshape(arr.shape)
         kinds = sorted({type(v).__name__ for v in flat})
@@ -317,8 +319,8 @@ def flat_arrays(nest: Any, prefix: str = OUTPUT) -> tuple[list[str], list[np.nda
 def leaf_specs(nest: Any, prefix: str = INPUT) -> list[dict[str, Any]]:
     """Per leaf, in flatten order: its path, dtype name and shape (JSON-able)."""
     names, arrays = flat_arrays(nest, prefix)
-    return [{"path": n, "dtype": a.dtype.name if a.dtype.kind not in "SU" else
-             ("string" if a.dtype.kind == "S" else "unicode"), "shape": list(a.shape)}
+    return [{"path": n, "dtype": a.dtype.name if a.dtype.kind not in "SUO" else
+             ("unicode" if a.dtype.kind == "U" else "string"), "shape": list(a.shape)}
             for n, a in zip(names, arrays, strict=True)]
 
 

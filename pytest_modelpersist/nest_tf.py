@@ -150,21 +150,21 @@ def input_specs(inputs: Any, own: Sequence[Any] | None = None,
                         for p in paths])
     if own is not None and len(own) == len(leaves):
         # A module's own signature names its arguments for its clients: keep those names.
-        own_names = [getattr(s, "name", None) for s in own]
+        own_names: list[Any] = [getattr(s, "name", None) for s in own]
         if all(own_names) and not isinstance(inputs, Mapping):
             names = safe_names(own_names)
         return [tf.TensorSpec(s.shape, s.dtype, name=n) for s, n in zip(own, names, strict=True)]
     specs = []
     for x, name in zip(leaves, names, strict=True):
         shape = [None, *x.shape[1:]] if x.ndim else []
-        dtype = tf.string if x.dtype.kind in "SU" else tf.as_dtype(x.dtype)
+        dtype = tf.string if x.dtype.kind in "SUO" else tf.as_dtype(x.dtype)
         specs.append(tf.TensorSpec(shape, dtype, name=name))
     return specs
 
 
 def _keras_input_names(model: Any) -> list[str] | None:
     try:
-        found = [getattr(t, "name", None) for t in model.inputs or []]
+        found: list[Any] = [getattr(t, "name", None) for t in model.inputs or []]
     except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
         return None
     # Names Keras made up (keras_tensor_12, input_layer_3) change from run to run: x, x1 ...

@@ -133,7 +133,7 @@ def table_captures(model: Any) -> dict[int, tuple[str, np.ndarray, np.ndarray, n
     found = {}
     for name, table in find_tables(model).items():
         keys, values = table.export()
-        default = getattr(table, "default_value", None)
+        default: Any = getattr(table, "default_value", None)
         if default is None:
             default = getattr(table, "_default_value", None)
         default = default.numpy() if hasattr(default, "numpy") else np.asarray(default)

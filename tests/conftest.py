@@ -15,6 +15,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 pytest_plugins = ["pytester"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "heavy: starts pytest, xdist workers or TensorFlow in subprocesses and takes "
+        "tens of seconds; scheduled first (see pytest_collection_modifyitems)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests first, the rest in their order (a stable sort).
+
+    pytest-xdist hands tests out in collection order: a heavy test collected last keeps one
+    worker busy while the other has nothing left to do. Longest first keeps both busy.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

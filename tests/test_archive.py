@@ -153,6 +153,7 @@ def test_unreadable_label_manifest_is_a_usage_error_naming_it(pytester):
     result.stderr.fnmatch_lines(["*arch/v1/label.json: unreadable label manifest*"])
 
 
+@pytest.mark.heavy
 def test_record_and_replay_under_xdist(pytester):
     module(pytester)
     result = pytester.runpytest_subprocess("--persist-archive=arch", "--archive-record=v1",

@@ -661,6 +661,7 @@ def _run_update(directory: Path, version: int, *, kill_after: float | None = Non
     return proc.returncode, writing
 
 
+@pytest.mark.heavy
 def test_sigkill_during_update_golden_never_loses_a_golden(tmp_path):
     (tmp_path / "test_kill.py").write_text(KILL_TEST)
     store = tmp_path / "goldens" / "test_kill"
@@ -731,6 +732,7 @@ SHARED_TEST = textwrap.dedent(
 )
 
 
+@pytest.mark.heavy
 def test_xdist_update_golden_with_conflicting_writers_leaves_every_golden_valid(pytester,
                                                                                monkeypatch):
     pytester.makepyfile(test_shared=SHARED_TEST)

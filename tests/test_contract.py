@@ -347,6 +347,7 @@ def test_third_party_persist_failure_is_a_clean_failure(pytester):
     assert "conftest.py:" not in result.stdout.str()
 
 
+@pytest.mark.heavy
 def test_pb_refuses_into_and_by_name_options_instead_of_ignoring_them(pytester):
     """Before the options were parsed in one place, pb took into=/var_map=/only= silently."""
     pytester.makepyfile(textwrap.dedent(

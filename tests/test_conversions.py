@@ -229,6 +229,7 @@ def pytester_dir():
     return Path(__file__).parent
 
 
+@pytest.mark.heavy
 def test_onnx_items_skip_with_the_install_command_without_the_extra(pytester, monkeypatch):
     # A conftest hides the extra, as an environment without it would.
     pytester.makeconftest("import sys\nsys.modules['tf2onnx'] = None\n")

@@ -352,6 +352,7 @@ def run_fuzz_child(args: list[str], tmp_path: Path, timeout: float = 240) -> dic
 PB_EXAMPLES = 250
 
 
+@pytest.mark.heavy
 def test_mutated_frozen_graph_bytes_never_crash_or_hang_250_examples(tmp_path):
     """250 examples, in a fresh interpreter (a TensorFlow abort there cannot kill pytest):
     mutated bytes of a real frozen graph restored and run through the `pb` format give a

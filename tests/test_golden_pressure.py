@@ -307,6 +307,7 @@ RANDOM_MODEL = textwrap.dedent(
 
 
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.heavy
 def test_nondeterministic_original_outputs_are_detected(pytester, xdist):
     pytester.makepyfile(test_rand=RANDOM_MODEL)
     run = pytester.runpytest_subprocess if xdist else pytester.runpytest
@@ -349,6 +350,7 @@ def test_mismatch_leaves_obtained_outputs_beside_the_golden_until_it_passes(pyte
     assert not obtained.exists()
 
 
+@pytest.mark.heavy
 def test_xdist_update_then_plain_run_passes_for_every_combination(pytester):
     pytester.makepyfile(test_coll=COLLIDING)
     pytester.makeconftest(RUN_SLOW_CONFTEST)

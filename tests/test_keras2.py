@@ -138,6 +138,7 @@ LEGACY_TEST = textwrap.dedent("""
 """)
 
 
+@pytest.mark.heavy
 def test_tf_use_legacy_keras_in_a_subprocess(pytester, monkeypatch):
     """TF_USE_LEGACY_KERAS=1 makes `tf.keras` Keras 2 (TF 2.16+): only a fresh process sees it."""
     if keras2_zoo.keras2().__name__ == "keras":
@@ -151,6 +152,7 @@ def test_tf_use_legacy_keras_in_a_subprocess(pytester, monkeypatch):
     assert outcomes.get("passed", 0) >= 7, result.stdout.str()
 
 
+@pytest.mark.heavy
 def test_this_suite_passes_under_tf_use_legacy_keras(tmp_path):
     """This whole module again in a fresh interpreter with TF_USE_LEGACY_KERAS=1, where
     `tf.keras` is `tf_keras` (TF 2.16+): what a Keras 2 repository on a new TensorFlow runs."""

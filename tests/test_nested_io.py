@@ -389,6 +389,7 @@ def test_legacy_graph(persist):
 """
 
 
+@pytest.mark.heavy
 def test_graph_models_under_tf1_startup_switches(pytester):
     """Item 10: every save failed (Dimension is not JSON serializable), savedmodel restores
     returned symbolic tensors."""

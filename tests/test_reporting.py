@@ -213,6 +213,7 @@ def test_html_matrix_renders_in_headless_chromium(reported: dict[str, Any],
     assert "4 of 10 cells shown" in failed
 
 
+@pytest.mark.heavy
 def test_xdist_controller_merges_the_workers_rows(tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text(INNER)
     proc = run_pytest(tmp_path, "-n", "2", "--persist-report=r.json,r.md",

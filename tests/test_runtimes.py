@@ -175,6 +175,7 @@ def test_report_rows_name_the_runtime(pytester):
 
 
 @pytest.mark.parametrize("fmt", ["pb", "savedmodel", "keras"])
+@pytest.mark.heavy
 def test_runtime_child_needs_no_pytest(fmt, tmp_path):
     """A runtime without pytest (nor this plugin installed) restores; outputs are compared."""
     python = hiding(tmp_path, "pytest", "_pytest")
@@ -253,6 +254,7 @@ def test_dense(persist):
 """
 
 
+@pytest.mark.heavy
 def test_tf215_runtime_restores_todays_savedmodel_and_pb(pytester, tf215):
     pytester.makeini(f"[pytest]\npersist_runtimes =\n    tf215 = {tf215}\n")
     pytester.makepyfile(test_serving=PASSING)
@@ -261,6 +263,24 @@ def test_tf215_runtime_restores_todays_savedmodel_and_pb(pytester, tf215):
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*test_dense[[]savedmodel-tf215[]] PASSED*",
                                  "*test_dense[[]pb-tf215[]] PASSED*"])
+
+
+def test_tf215_restores_are_children_of_one_warm_interpreter_of_that_python(tf215, tmp_path):
+    from pytest_modelpersist.loaders import warm
+
+    if not warm.enabled():
+        pytest.skip("no os.fork here, or PERSIST_WARM_INTERPRETERS=0")
+    restored_by = []
+    for run in ("first", "second"):
+        persist = persist_on(runtime_formats.ParentNamingPb(), tmp_path / run, "tf215", tf215,
+                             subprocess_path=(TESTS,))
+        result = persist.check(model_zoo.randomize(model_zoo.sequential()), X, golden=False)
+        restored_by.append([int(p) for p in
+                            (result.artifact.directory / "restored-by").read_text().split()])
+    server = warm._servers[("subprocess", tf215)]
+    assert server.proc.poll() is None
+    (first, first_parent), (second, second_parent) = restored_by
+    assert first != second and first_parent == second_parent == server.proc.pid
 
 
 def test_tf215_runtime_catches_a_broken_restore(tf215, tmp_path):

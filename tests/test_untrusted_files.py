@@ -214,6 +214,7 @@ def test_full_model_h5_with_an_unstored_billion_elements_is_refused_in_bounded_m
 # ---- item 3: a zip bomb in a .keras archive ---------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_keras_zip_bomb_is_refused_from_declared_sizes_in_bounded_memory(tmp_path):
     # Keras 2 refuses by-name restores of a .keras archive before reading it
     modes = ["load_model"] if model_zoo.keras_major() == 2 else ["by-name", "load_model"]
@@ -244,6 +245,7 @@ def test_keras_zip_bomb_is_refused_from_declared_sizes_in_bounded_memory(tmp_pat
     assert growth < 64, f"peak RSS grew {growth:.0f} MiB"
 
 
+@pytest.mark.heavy
 def test_opted_in_keras_member_is_streamed_not_read_into_memory(tmp_path):
     """With unsafe=True the limit is lifted, and the member still goes to a temporary file in
     chunks: 512 MiB of zeros grow the peak RSS by far less (the old reader held it twice)."""

@@ -292,6 +292,7 @@ def test_a_savedmodel_whose_main_op_blocks_fails_at_the_timeout(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["pb", "savedmodel"])
+@pytest.mark.heavy
 def test_sigint_stops_an_in_process_hang(fmt, pytester):
     """Ctrl-C ends a test blocked in Session.run or in a SavedModel signature's eager call
     (not at its 600 s deadline)."""

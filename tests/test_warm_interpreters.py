@@ -49,7 +49,7 @@ def saved(model: Any, tmp_path: Path) -> Any:
 
 def servers(runner: str = "subprocess") -> list[Any]:
     """The live warm interpreters of `runner` in this process."""
-    server = warm._servers.get(runner)
+    server = warm._servers.get((runner, sys.executable))
     return [server] if server is not None and server.proc.poll() is None else []
 
 
@@ -106,6 +106,7 @@ def test_a_crashing_child_is_reported_and_the_next_item_is_served(module_dir, tm
     assert server_pid() == pid
 
 
+@pytest.mark.heavy
 def test_another_environment_gets_its_own_interpreter(monkeypatch, tmp_path):
     import keras
 

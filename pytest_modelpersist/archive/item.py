@@ -69,16 +69,21 @@ def _size(n: float) -> str:
 def _npz(arrays: list[Any]) -> bytes:
     import numpy as np
 
+    from ..byte_strings import pack
+
     buf = io.BytesIO()
-    np.savez(buf, *arrays)
+    np.savez(buf, **pack({f"arr_{i}": np.asarray(a) for i, a in enumerate(arrays)}))
     return buf.getvalue()
 
 
 def _unnpz(data: bytes) -> list[Any]:
     import numpy as np
 
+    from ..byte_strings import unpack
+
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return [npz[f"arr_{i}"] for i in range(len(npz.files))]
+        members = unpack(npz)
+    return [members[f"arr_{i}"] for i in range(len(members))]
 
 
 def _inputs_doc(store: Any, inputs: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import byte_strings
 from . import warm
 from .process import LoaderError, run_child, tail
 
@@ -111,8 +112,9 @@ def run_capi(
             f"runner stderr:\n{tail(proc.stderr)}"
         )
     with np.load(outputs_npz, allow_pickle=False) as z:
+        members = byte_strings.unpack(z)
         try:
-            return [z[f"output_{i}"] for i in range(len(fetches))]
+            return [members[f"output_{i}"] for i in range(len(fetches))]
         except KeyError as exc:
             raise CapiLoaderError(f"{what}: outputs file {outputs_npz} lacks {exc}") from None
 
@@ -128,7 +130,7 @@ def _write_request(workdir: pathlib.Path, kind: str, path: pathlib.Path,
         outputs_npz.unlink()
 
     arrays: dict[str, Any] = {f"input_{i}": np.asarray(v) for i, v in enumerate(feeds.values())}
-    np.savez(inputs_npz, **arrays)
+    np.savez(inputs_npz, **byte_strings.pack(arrays))
     request = {
         "kind": kind,
         "path": str(path),

@@ -50,6 +50,20 @@ import zipfile  # noqa: F401  (np.savez / np.load)
 import numpy as np
 import numpy.random  # noqa: F401
 
+
+def _sibling_module(name, relative):
+    """A numpy-only module of the plugin, loaded by path (this script imports no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(_HERE, relative))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Byte strings ending in NUL bytes travel exactly (numpy's fixed-width bytes would cut them).
+byte_strings = _sibling_module("_modelpersist_byte_strings", "../byte_strings.py")
+
 faulthandler.enable()
 
 EXIT_OK = 0
@@ -239,7 +253,7 @@ def _from_string_tensor(lib, t, shape):
     for i in range(n):
         at = base + i * TSTRING_SIZE
         items.append(ctypes.string_at(lib.TF_StringGetDataPointer(at), lib.TF_StringGetSize(at)))
-    return np.array(items, dtype=bytes).reshape(shape) if n else np.zeros(shape, "S1")
+    return byte_strings.from_list(items, shape)
 
 
 def _to_tensor(lib, arr, name):
@@ -283,12 +297,13 @@ def _read_inputs(req, feeds):
     inputs = {}
     if feeds:
         with np.load(req["inputs_npz"], allow_pickle=False) as z:
-            for tname, key in feeds.items():
-                if key not in z.files:
-                    raise RunnerError(
-                        f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
-                    )
-                inputs[tname] = z[key]
+            members = byte_strings.unpack(z)
+        for tname, key in feeds.items():
+            if key not in members:
+                raise RunnerError(
+                    f"feed {tname!r}: key {key!r} not in {req['inputs_npz']}", EXIT_USAGE
+                )
+            inputs[tname] = members[key]
     return inputs
 
 
@@ -387,7 +402,8 @@ def run(req):
         lib.TF_DeleteGraph(graph)
         status.close()
 
-    np.savez(req["outputs_npz"], **{f"output_{i}": r for i, r in enumerate(results)})
+    np.savez(req["outputs_npz"],
+             **byte_strings.pack({f"output_{i}": r for i, r in enumerate(results)}))
 
 
 def main(argv):

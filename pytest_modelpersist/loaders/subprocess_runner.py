@@ -66,10 +66,12 @@ def main(request_path: str) -> int:
         found = getattr(found, part)
     fmt = found()
     artifact = Artifact.from_directory(request["artifact_dir"])
+    from pytest_modelpersist import byte_strings
     from pytest_modelpersist.nest import flat_arrays, pack, structure_of, to_numpy
 
     with np.load(request["inputs_npz"], allow_pickle=False) as npz:
-        leaves = [npz[f"input_{i}"] for i in range(len(npz.files))]
+        members = byte_strings.unpack(npz)
+    leaves = [members[f"input_{i}"] for i in range(len(members))]
     structure = request.get("input_structure")
     inputs = pack(structure, leaves) if structure else leaves
     try:
@@ -90,7 +92,8 @@ def main(request_path: str) -> int:
         if os.environ.get("MODELPERSIST_DEBUG"):
             traceback.print_exc()
         return 3
-    np.savez(request["outputs_npz"], **{f"output_{i}": o for i, o in enumerate(outputs)})
+    np.savez(request["outputs_npz"],
+             **byte_strings.pack({f"output_{i}": o for i, o in enumerate(outputs)}))
     if request.get("outputs_json"):
         with open(request["outputs_json"], "w") as fh:
             json.dump(structure_of(result), fh)
