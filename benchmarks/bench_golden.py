@@ -56,6 +56,9 @@ LABELS = {
 }
 CASES = ("identical", "near")
 GOAL = 1.5
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from goals import print_goal  # noqa: E402
+
 COLUMNS = 1000
 NAME = "output_0"
 
@@ -304,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdicts.append((case, variant, s / floor))
     print()
     for case, variant, ratio in verdicts:
-        verdict = "meets" if ratio <= GOAL else "MISSES"
-        print(f"{case}: {LABELS[variant]} is {ratio:.2f}x the floor ({verdict} the <= {GOAL}x goal)")
+        print_goal(f"{case}: {LABELS[variant]} <= {GOAL}x floor", f"{ratio:.2f}x", ratio <= GOAL)
     return 0
 
 

@@ -26,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_project"
 GOAL = 2.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from goals import print_goal  # noqa: E402
+
 ITEM = re.compile(r"^(?P<test>.+)\[(?P<fmt>[a-z0-9_]+?)(?P<sub>-subprocess)?\]$")
 
 
@@ -88,7 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'warm' if warm else 'cold':8s} {statistics.median(walls):16.1f} {len(rs):6d} "
               f"{med:12.2f}x {max(rs, default=float('nan')):9.2f}x  "
               f"{'MET' if verdict[warm] else 'MISSED'}")
-    print(f"\noutcomes identical in every run: {same}")
+    print()
+    for warm in (True, False):
+        rs = [x for _, rr in results[warm] for x in rr]
+        med = statistics.median(rs) if rs else float("nan")
+        print_goal(f"{'warm' if warm else 'cold'} subprocess item <= {GOAL}x in-process item",
+                   f"{med:.2f}x (median)", med <= GOAL)
+    print_goal("outcomes identical in every run", str(same), same)
     return 0 if same else 1
 
 

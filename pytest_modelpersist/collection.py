@@ -153,12 +153,13 @@ class PersistCollection:
             from .archive.collect import deselect_unarchived
 
             deselect_unarchived(self.archive, items, config)
-        wants_subprocess = False
+        children: set[str] = set()  # the loaders whose items run in a child process
         for item in items:
             param = getattr(getattr(item, "callspec", None), "params", {}).get("persist")
             if not isinstance(param, PersistParam):
                 continue
-            wants_subprocess = wants_subprocess or param.loader == SUBPROCESS
+            if param.loader == SUBPROCESS or param.loader in self.settings.runtimes:
+                children.add(param.loader)
             try:
                 expected = self.expected_failures(item)
             except pytest.fail.Exception as exc:  # a hook cannot fail one item: its setup does
@@ -166,8 +167,9 @@ class PersistCollection:
                 continue
             for mark in xfail_marks(expected, param.format, param.loader):
                 item.add_marker(mark)
-        if wants_subprocess and not config.option.collectonly:
-            prestart_subprocess()  # its TensorFlow import overlaps the first items
+        if children and not config.option.collectonly:  # TensorFlow imports overlap the first items
+            prestart_subprocess([self.settings.runtimes[label] for label in sorted(children)
+                                 if label in self.settings.runtimes], SUBPROCESS in children)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         error = item.stash.get(MARKER_ERROR, None)

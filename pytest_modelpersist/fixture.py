@@ -87,7 +87,15 @@ class PersistFactory:
 
             root = request.getfixturevalue("tmp_path_factory").mktemp("persist-cache")
             self._cache = ArtifactCache(root, enabled=self.settings.cache_enabled)
+            if self._cache.enabled:  # an xdist worker: the workers' shared cache, or why not
+                from .shared_cache import open_shared
+
+                self._cache.shared, why = open_shared(request.config)
+                self._cache.notes.extend([why] if why else [])
         return self._cache
 
-    def cache_summary(self) -> dict[str, dict[str, int]]:
+    def cache_summary(self) -> dict[str, Any]:
         return self._cache.summary() if self._cache is not None else {}
+
+    def cache_notes(self) -> list[str]:
+        return list(self._cache.notes) if self._cache is not None else []

@@ -197,11 +197,17 @@ def _key(sidecar: Path) -> str:
     return hashlib.sha256(str(Path(sidecar).resolve()).encode()).hexdigest()[:32]
 
 
-@contextlib.contextmanager
-def golden_lock(sidecar: Path) -> Iterator[None]:
+def golden_lock(sidecar: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock per golden across processes (xdist workers) of this user."""
+    return file_lock(_lock_dir() / f"{_key(sidecar)}.lock")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file `path` (created 0600, never through a symlink) across
+    processes of this machine; without fcntl (Windows) no lock, so writes must stay atomic."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(_lock_dir() / f"{_key(sidecar)}.lock", flags, 0o600)
+    fd = os.open(path, flags, 0o600)
     try:
         try:
             import fcntl

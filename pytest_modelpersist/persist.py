@@ -108,25 +108,34 @@ class Persist:
         declared = self._fmt.save_options  # the marker's/ini's converter options it takes
         options = {**{k: v for k, v in self._options.convert.items() if k in declared},
                    **options}
-        key = None
-        if self._cache is not None and info.kind in ("keras", "keras2", "tf.Module", "tf1-graph"):
-            from .cache import fingerprint
-
-            with self._step("fingerprint the model for the artifact cache", None, info):
-                key = (fingerprint(model, inputs) + repr(sorted(options.items()))
-                       + repr(structure_of(inputs)))  # dict vs list inputs: another io map
-            cached = self._cache.lookup(self.format, key)
-            if cached is not None:
-                record(self._node, "artifact_bytes", cached.bytes)
-                return cached
-            replay_failure(self._cache, self.format, key)
-            directory = self._cache.directory(self.format, key)
-        else:
+        if self._cache is None or info.kind not in ("keras", "keras2", "tf.Module", "tf1-graph"):
             self._saves += 1
             directory = self._tmp_path / "persist" / self.format / str(self._saves)
             directory.mkdir(parents=True, exist_ok=True)
-        with self._remember_failure(key), self._step("save", directory, info), \
-                timed(self._node, "save"):
+            return self._save_into(directory, model, inputs, options, info)
+        from .cache import cache_key
+
+        with self._step("fingerprint the model for the artifact cache", None, info):
+            # the workers of an xdist run trust each other's artifacts by a SHA-256 key; a
+            # model known only by its identity is not shared (cache_key says None)
+            shared = None if self._cache.shared is None else cache_key(
+                model, inputs, options, strong=True)
+            key = shared or cache_key(model, inputs, options) or ""
+        with self._cache.claim(self.format, key, shared_key=shared) as claim:
+            if claim.artifact is not None:
+                record(self._node, "artifact_bytes", claim.artifact.bytes)
+                return claim.artifact
+            replay_failure(claim)
+            with remember_failure(claim):
+                artifact = self._save_into(claim.directory(), model, inputs, options, info)
+            claim.publish(artifact)
+            return artifact
+
+    def _save_into(self, directory: Path, model: Any, inputs: Inputs, options: dict[str, Any],
+                   info: ModelInfo) -> Artifact:
+        """The format's save into `directory`, with what a restore needs in the manifest."""
+        __tracebackhide__ = True
+        with self._step("save", directory, info), timed(self._node, "save"):
             artifact = self._fmt.save(model, directory, inputs=inputs, **options)
             artifact.meta.update(compat.artifact_meta(model))  # Keras 2: its package, positions
             if inputs is not None:  # how to rebuild the input nest from its leaves
@@ -136,8 +145,6 @@ class Persist:
                 artifact.meta.setdefault("tables", held)
             artifact.write_manifest()
         record(self._node, "artifact_bytes", artifact.bytes)
-        if key is not None and self._cache is not None:
-            self._cache.store(self.format, key, artifact)
         return artifact
 
     def restore(self, artifact: Artifact | str | Path, *, build: Callable[[], Any] | None = None,
@@ -431,10 +438,6 @@ class Persist:
     def _model_info(self, model: Any) -> ModelInfo:
         __tracebackhide__ = True
         return model_info(self.format, self._node, model)
-
-    def _remember_failure(self, key: str | None) -> contextlib.AbstractContextManager[None]:
-        """Record a clean save failure in the session cache under `key` (see save)."""
-        return remember_failure(self._cache, self.format, key)
 
     def _step(self, action: str, path: Path | None, info: ModelInfo | None, *,
               artifact: Artifact | None = None) -> contextlib.AbstractContextManager[None]:

@@ -15,6 +15,7 @@ from .fixture import PersistFactory
 from .ownership import GoldenOwnership
 from .reporting import collect as reporting
 from .settings import MARKER_KEYWORDS, SETTINGS_KEY, PersistSettings
+from .shared_cache import SharedCacheController
 from .summary import PersistSummary
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ def pytest_configure(config: pytest.Config) -> None:
     register(ownership, "modelpersist-goldens")
     register(PersistSummary(settings, ownership, factory), "modelpersist-summary")
     register(reporting.ReportPlugin(config), "modelpersist-report")
+    register(SharedCacheController(config, enabled=settings.cache_enabled),
+             "modelpersist-shared-cache")
 
 
 @pytest.fixture

@@ -316,14 +316,7 @@ class PersistSettings:
             problem = runtimes[label].problem() if label in runtimes else None
             if problem:
                 raise pytest.UsageError(problem)
-        timeout_spec, source = _option_or_ini(config, "persist_timeout")
-        try:
-            timeout = float(300 if timeout_spec in (None, "") else timeout_spec)
-            if not timeout > 0 or not math.isfinite(timeout):
-                raise ValueError
-        except ValueError:
-            raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got "
-                                    f"{timeout_spec!r}") from None
+        timeout = _timeout(*_option_or_ini(config, "persist_timeout"))
         update = bool(config.getoption("update_golden"))
         if update and running_on_ci() and not config.getoption("allow_update_golden_on_ci"):
             raise pytest.UsageError(
@@ -367,3 +360,15 @@ class PersistSettings:
             subprocess_path=self.subprocess_path, subprocess_imports=self.subprocess_imports,
             runtimes=self.runtimes,
         )
+
+
+def _timeout(spec: Any, source: str) -> float:
+    """persist_timeout: seconds > 0 (default 300); a pytest.UsageError naming `source`."""
+    try:
+        timeout = float(300 if spec in (None, "") else spec)
+        if not timeout > 0 or not math.isfinite(timeout):
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got "
+                                f"{spec!r}") from None
+    return timeout

@@ -19,6 +19,7 @@ from .errors import LoaderError, first_lines, is_expected
 from .reporting import record, record_details
 
 if TYPE_CHECKING:
+    from .cache import Claim
     from .formats.base import Artifact, Format
     from .models import ModelInfo
 
@@ -41,22 +42,22 @@ def model_info(fmt: str, node: Any, model: Any) -> ModelInfo:
 
 
 @contextlib.contextmanager
-def remember_failure(cache: Any, fmt: str, key: str | None) -> Iterator[None]:
-    """Record a clean save failure in the session cache under (`fmt`, `key`)."""
+def remember_failure(claim: Claim) -> Iterator[None]:
+    """Record a clean save failure in the cache (and for the other xdist workers) under the
+    claim's key."""
     try:
         yield
     except pytest.fail.Exception as exc:
-        if key is not None and cache is not None:
-            cache.failed[fmt, key] = str(exc.msg)
+        claim.fail(str(exc.msg))
         raise
 
 
-def replay_failure(cache: Any, fmt: str, key: str) -> None:
+def replay_failure(claim: Claim) -> None:
     """Fail as an earlier item's save of the same model and format failed, if one did."""
     __tracebackhide__ = True
-    if (fmt, key) in cache.failed:
-        pytest.fail(cache.failed[fmt, key] + "\n(this save failed for an earlier item of the "
-                    "same model in this session: not redone)", pytrace=False)
+    if claim.failure is not None:
+        pytest.fail(claim.failure + "\n(this save failed for an earlier item of the same model "
+                    "in this session: not redone)", pytrace=False)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ class PersistSummary:
         self.outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.golden_events: dict[str, set[str]] = defaultdict(set)
         self.cache_counts: dict[str, dict[str, int]] = {"saves": {}, "hits": {}}
+        self.cache_notes: list[str] = []  # per-worker caches and why, replaced shared entries
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
@@ -43,13 +44,16 @@ class PersistSummary:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self._merge_cache_counts(self.factory.cache_summary())
+        self.cache_notes.extend(self.factory.cache_notes())
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:  # an xdist worker: the controller reports
-            workeroutput["modelpersist_cache"] = self.cache_counts
+            workeroutput["modelpersist_cache"] = {**self.cache_counts, "notes": self.cache_notes}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        self._merge_cache_counts(getattr(node, "workeroutput", {}).get("modelpersist_cache", {}))
+        found = getattr(node, "workeroutput", {}).get("modelpersist_cache", {})
+        self._merge_cache_counts(found)
+        self.cache_notes.extend(found.get("notes", []))
 
     def _merge_cache_counts(self, counts: dict[str, dict[str, int]]) -> None:
         for kind in ("saves", "hits"):
@@ -71,6 +75,8 @@ class PersistSummary:
                 terminalreporter.write_line(line)
         if self.cache_counts["saves"]:
             terminalreporter.write_line(cache_line(**self.cache_counts))
+        for note in sorted(set(self.cache_notes)):
+            terminalreporter.write_line(f"artifact cache: {note}")
         for line in golden_lines(self.golden_events, unused, own.unreadable, own.removed):
             terminalreporter.write_line(line)
 

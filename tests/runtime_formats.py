@@ -31,6 +31,17 @@ class DoubledWeightsPb(FrozenGraphFormat):
         return artifact
 
 
+class ParentNamingPb(FrozenGraphFormat):
+    """The pb format, whose restore writes ``<pid> <parent pid>`` to ``restored-by`` beside the
+    artifact: which process ran it, and which process started that one."""
+
+    def restore(self, artifact: Any, options: Any) -> Any:
+        import os
+
+        (artifact.directory / "restored-by").write_text(f"{os.getpid()} {os.getppid()}")
+        return super().restore(artifact, options)
+
+
 def webp_thumbnails() -> Any:
     """A serving model that takes a base64 (web-safe) WebP image, as a JSON request carries
     one, and returns its mean colour, scaled: ``tf.io.decode_webp`` is TensorFlow's

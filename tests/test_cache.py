@@ -146,8 +146,11 @@ def test_a_failed_save_is_reported_once_per_item_not_redone(pytester):
         def test_shared(persist, model, i):
             persist.check(model, np.ones((2, 3), np.float32), golden=False)
     """)
-    result = pytester.runpytest("--persist-formats=disk_full")
-    result.assert_outcomes(failed=3)
-    assert saves.read_text().splitlines() == ["save"]  # one real attempt for three items
+    # two loaders: the same artifact key, so the save is not redone for the other loader
+    result = pytester.runpytest("--persist-formats=disk_full",
+                                "--persist-loaders=inprocess,subprocess")
+    result.assert_outcomes(failed=6)
+    assert saves.read_text().splitlines() == ["save"]  # one real attempt for six items
     result.stdout.fnmatch_lines(["*[[]disk_full[]] save * failed: OSError: *No space left*"])
-    assert result.stdout.str().count("not redone") == 2
+    assert result.stdout.str().count("not redone") == 5
+    assert "test_shared[0-disk_full-subprocess]" in result.stdout.str()

@@ -3,6 +3,7 @@ as .pb / .pbtxt, read them back and run them. Real TensorFlow, real files; every
 comes from running the ORIGINAL model."""
 
 import os
+import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -358,6 +359,26 @@ def test_graph_too_large_session_and_write(seed_session, monkeypatch, tmp_path):
     with pytest.raises(GraphTooLargeError):
         frozen.write(path)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_pb_check_of_a_graph_over_the_limit_fails_with_the_protobuf_message(pytester):
+    # The 2 GiB limit, lowered: the same estimate a 2 GB model reaches, without allocating it.
+    pytester.makepyfile(test_big=textwrap.dedent(
+        """
+        import keras
+        import numpy as np
+        from pytest_modelpersist.formats.pb import size
+
+        def test_big(persist, monkeypatch):
+            monkeypatch.setattr(size, "GRAPHDEF_LIMIT", 1000)  # the kernel alone is 1 KiB
+            model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(16)])
+            persist.check(model, np.ones((2, 16), "float32"), golden=False)
+        """))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--persist-formats=pb")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*[[]pb[]]*more than one GraphDef can hold (1,000 bytes: "
+                                 "protobuf refuses messages of 2 GiB or more)*"])
+    result.stdout.fnmatch_lines(["*'savedmodel' or 'tf_checkpoint' format instead*"])
 
 
 # ---- read_graph_def on bad files ---------------------------------------------------------------

@@ -265,6 +265,24 @@ def test_tf215_runtime_restores_todays_savedmodel_and_pb(pytester, tf215):
                                  "*test_dense[[]pb-tf215[]] PASSED*"])
 
 
+def test_tf215_restores_are_children_of_one_warm_interpreter_of_that_python(tf215, tmp_path):
+    from pytest_modelpersist.loaders import warm
+
+    if not warm.enabled():
+        pytest.skip("no os.fork here, or PERSIST_WARM_INTERPRETERS=0")
+    restored_by = []
+    for run in ("first", "second"):
+        persist = persist_on(runtime_formats.ParentNamingPb(), tmp_path / run, "tf215", tf215,
+                             subprocess_path=(TESTS,))
+        result = persist.check(model_zoo.randomize(model_zoo.sequential()), X, golden=False)
+        restored_by.append([int(p) for p in
+                            (result.artifact.directory / "restored-by").read_text().split()])
+    server = warm._servers[("subprocess", tf215)]
+    assert server.proc.poll() is None
+    (first, first_parent), (second, second_parent) = restored_by
+    assert first != second and first_parent == second_parent == server.proc.pid
+
+
 def test_tf215_runtime_catches_a_broken_restore(tf215, tmp_path):
     persist = persist_on(runtime_formats.DoubledWeightsPb(), tmp_path, "tf215", tf215,
                          subprocess_path=(TESTS,))  # the child imports runtime_formats

@@ -49,7 +49,7 @@ def saved(model: Any, tmp_path: Path) -> Any:
 
 def servers(runner: str = "subprocess") -> list[Any]:
     """The live warm interpreters of `runner` in this process."""
-    server = warm._servers.get(runner)
+    server = warm._servers.get((runner, sys.executable))
     return [server] if server is not None and server.proc.poll() is None else []
 
 

@@ -129,28 +129,39 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def prestart_subprocess() -> None:
-    """Start a warm interpreter importing TensorFlow now, while the first items run, for the
-    subprocess-loader items to come (loaders.warm)."""
-    warm.prestart(warm.server_command(sys.executable, "subprocess", RUNNER), subprocess_env())
+def prestart_subprocess(runtimes: Sequence[Runtime] = (), here: bool = True) -> None:
+    """Start warm interpreters importing TensorFlow now, while the first items run, for the
+    subprocess-loader items to come (`here`) and those of `runtimes` (loaders.warm)."""
+    for runtime in ([None] if here else []) + list(runtimes):
+        warm.prestart(server_command(runtime), subprocess_env())
 
 
 def _start(request_path: Path, work: Path, runtime: Runtime | None, *, what: str,
            timeout: float) -> Any:
-    """Run the runner on `request_path` (a warm child of this interpreter, or a cold start of
-    the runtime's); the finished process."""
+    """Run the runner on `request_path` in a child forked from a warm interpreter of this
+    Python or the runtime's, or else a cold start of it; the finished process."""
     env = subprocess_env()
-    if runtime is not None:  # started cold: warm interpreters run this Python only
+    python = sys.executable if runtime is None else runtime.python
+
+    def cold() -> Any:
         try:
-            return run_child([runtime.python, "-I", str(RUNNER), str(request_path)],
+            return run_child([python, "-I", str(RUNNER), str(request_path)],
                              what=what, timeout=timeout, cwd=work, env=env)
         except OSError as exc:  # the runtime's file is there but cannot be run
-            raise LoaderError(f"{what}: cannot start {runtime.python}: {exc}") from None
-    return warm.run(warm.server_command(sys.executable, "subprocess", RUNNER), request_path,
-                    work, env=env, what=what, timeout=timeout,
-                    cold=lambda: run_child([sys.executable, "-I", str(RUNNER),
-                                            str(request_path)],
-                                           what=what, timeout=timeout, cwd=work, env=env))
+            raise LoaderError(f"{what}: cannot start {python}: {exc}") from None
+
+    return warm.run(server_command(runtime), request_path, work, env=env, what=what,
+                    timeout=timeout, cold=cold)
+
+
+def server_command(runtime: Runtime | None) -> list[str]:
+    """The warm interpreter of the subprocess loader, or of a runtime (whose Python gets the
+    plugin's package from a directory kept for the session)."""
+    if runtime is None:
+        return warm.server_command(sys.executable, "subprocess", RUNNER)
+    from .runtimes import session_plugin_root
+
+    return warm.server_command(runtime.python, "subprocess", RUNNER, str(session_plugin_root()))
 
 
 def _child_error(what: str, proc: Any, runtime: Runtime | None, versions: Path) -> LoaderError:

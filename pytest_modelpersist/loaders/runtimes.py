@@ -16,9 +16,12 @@ TensorFlow (tests/test_runtimes.py runs one with pytest made unimportable).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +79,14 @@ def parse_runtimes(lines: Iterable[str], *, root: Path, source: str,
             raise ValueError(f"{source}: runtime {label!r} is given twice")
         found[label] = Runtime(label, str(Path(root, os.path.expanduser(python))), source)
     return found
+
+
+@functools.cache
+def session_plugin_root() -> Path:
+    """A plugin_root for this process's warm runtime interpreters, removed at exit."""
+    scratch = Path(tempfile.mkdtemp(prefix="modelpersist-plugin-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return plugin_root(scratch)
 
 
 def plugin_root(scratch: Path) -> Path:

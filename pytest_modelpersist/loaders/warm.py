@@ -44,8 +44,8 @@ def enabled() -> bool:
 
 def server_command(python: str, runner: str, script: Path, *args: str) -> list[str]:
     """The command line of a warm interpreter whose children run `script` ("subprocess":
-    started ``-I`` like the cold subprocess child; "capi" with the TensorFlow library
-    directory)."""
+    started ``-I`` like the cold subprocess child, for a runtime's Python with the directory
+    holding the plugin's package; "capi" with the TensorFlow library directory)."""
     isolated = ["-I"] if runner == "subprocess" else []
     return [python, *isolated, str(SERVER), runner, str(script), *args]
 
@@ -62,9 +62,13 @@ class WarmServer:
         self._scratch = tempfile.TemporaryDirectory(prefix="modelpersist-warm-")
         self._log = Path(self._scratch.name) / "server.stderr"
         with open(self._log, "w") as log:
-            self.proc = subprocess.Popen(
-                list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, cwd=self._scratch.name, env=dict(env), start_new_session=True)
+            try:
+                self.proc = subprocess.Popen(
+                    list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=log, cwd=self._scratch.name, env=dict(env), start_new_session=True)
+            except OSError as exc:  # a runtime's Python that cannot be run: the cold start says
+                self._scratch.cleanup()
+                raise WarmServerGone(str(exc)) from None
         self._buffer = b""
         self._ready = False
 
@@ -140,15 +144,20 @@ def _read(path: Path) -> str:
         return ""
 
 
-# One warm interpreter per runner ("subprocess", "capi") and pytest process: the newest
-# command line and environment asked for.
-_servers: dict[str, WarmServer] = {}
+# One warm interpreter per runner ("subprocess", "capi") and Python (this one, or a runtime's)
+# in a pytest process: the newest command line and environment asked for.
+_servers: dict[tuple[str, str], WarmServer] = {}
+
+
+def _slot(command: Sequence[str]) -> tuple[str, str]:
+    """(runner, python) of a server command line."""
+    return command[command.index(str(SERVER)) + 1], command[0]
 
 
 def server_for(command: Sequence[str], env: Mapping[str, str]) -> WarmServer:
     """The warm interpreter started by `command` with exactly `env`, started now if there is
-    none (the runner's server for another environment or interpreter is ended first)."""
-    runner = command[command.index(str(SERVER)) + 1]
+    none (the slot's server for another environment is ended first)."""
+    runner = _slot(command)
     server = _servers.get(runner)
     if server is not None and server.key == _key(command, env) and server.proc.poll() is None:
         return server
@@ -161,7 +170,8 @@ def server_for(command: Sequence[str], env: Mapping[str, str]) -> WarmServer:
 def prestart(command: Sequence[str], env: Mapping[str, str]) -> None:
     """Start loading TensorFlow in a warm interpreter now, while other items run."""
     if enabled():
-        server_for(command, env)
+        with contextlib.suppress(WarmServerGone):  # the item's cold start will say why
+            server_for(command, env)
 
 
 def run(command: Sequence[str], request: Path, cwd: Path, *, env: Mapping[str, str], what: str,
@@ -175,7 +185,7 @@ def run(command: Sequence[str], request: Path, cwd: Path, *, env: Mapping[str, s
         return server_for(command, env).run(request, cwd, what=what, timeout=timeout,
                                             error=error)
     except WarmServerGone:
-        gone = _servers.pop(command[command.index(str(SERVER)) + 1], None)
+        gone = _servers.pop(_slot(command), None)
         if gone is not None:
             gone.close()
         return cold()

@@ -3,9 +3,10 @@
 Started by `loaders.warm` from a scratch directory with the command line and environment a
 cold child of that loader would get, plus the runner's name:
 
-* ``python -I warm_server.py subprocess SCRIPT``: imports what `subprocess_runner` imports
-  before it reads a request (TensorFlow, Keras and the plugin's own format modules: nothing of
-  the test's code);
+* ``python -I warm_server.py subprocess SCRIPT [PLUGIN_ROOT]``: imports what
+  `subprocess_runner` imports before it reads a request (TensorFlow, Keras and the plugin's own
+  format modules: nothing of the test's code); a runtime's Python (another TensorFlow) gets
+  the directory holding the plugin's package;
 * ``python warm_server.py capi SCRIPT LIB_DIR``: imports `capi_runner` by path and loads
   TensorFlow's C libraries from LIB_DIR, never the ``tensorflow`` package or the plugin.
 
@@ -39,6 +40,7 @@ def _preload(kind: str, args: list[str]) -> None:
         spec.loader.exec_module(runner)
         runner.preload(*args)
     else:
+        sys.path[:0] = args  # a runtime's Python: the directory holding the plugin's package
         from pytest_modelpersist.loaders import subprocess_runner
 
         subprocess_runner.preload()

@@ -32,7 +32,43 @@ def replace_variables_by_constants(graph_def: GraphDef, tensor_data: dict[str, A
         if type(node) is c2c._VarHandle:  # noqa: SLF001
             node.__class__ = _fast_var_handle_class()
         node.convert_variable_to_constant(None, value)
-    return input_graph.converted_self().graph_def
+    frozen = input_graph.converted_self().graph_def
+    _break_cycles(input_graph)
+    return frozen
+
+
+def _break_cycles(root: Any) -> None:
+    """Empty every convert_to_constants object reachable from `root`.
+
+    Those objects refer to each other in cycles (a node and its enclosing graph, edges and
+    their end points), so without this the frozen GraphDef and the weight copies stay alive
+    until Python's cyclic collector runs: a second copy of the model beside the one a restore
+    reads back (measured: 477 MiB held for a 500 MB model). ``gc.collect()`` frees them too,
+    but costs 0.4 s with TensorFlow loaded.
+    """
+    from tensorflow.python.framework import convert_to_constants as c2c
+
+    kinds = (c2c._Convertible, c2c._GraphDef, c2c._Edge, c2c._EndPoint)  # noqa: SLF001
+
+    def ours(value: Any) -> bool:
+        return isinstance(value, kinds)
+
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, tuple):  # an edge or its end point: immutable, the nodes are not
+            stack.extend(v for v in obj if ours(v))
+            continue
+        state = vars(obj)
+        for value in state.values():
+            values = (value.values() if isinstance(value, dict)
+                      else value if isinstance(value, list | tuple) else (value,))
+            stack.extend(v for v in values if ours(v))
+        state.clear()
 
 
 _FAST_VAR_HANDLE: type | None = None
