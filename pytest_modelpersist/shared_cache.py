@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from ._atomic import atomic_write
+from .archive.store import sha256_file
 from .formats.base import Artifact
 from .golden_paths import file_lock, safe_name
 
@@ -191,7 +192,7 @@ class SharedEntry:
 
     def publish(self, artifact: Artifact) -> None:
         """Commit `artifact` (saved in new_directory()) for the other workers."""
-        files = {p.relative_to(artifact.directory).as_posix(): [p.stat().st_size, _sha256(p)]
+        files = {p.relative_to(artifact.directory).as_posix(): [p.stat().st_size, sha256_file(p)]
                  for p in artifact.files}
         self._write({"key": self.key, "worker": self.worker,
                      "directory": artifact.directory.name, "files": files})
@@ -204,14 +205,6 @@ class SharedEntry:
         atomic_write(self.record, lambda fh: fh.write(data))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _changed(directory: Path, files: Any) -> str | None:
     """How `directory`'s files differ from the record's `files` (None when they do not)."""
     if not isinstance(files, dict):
@@ -222,7 +215,7 @@ def _changed(directory: Path, files: Any) -> str | None:
         if set(now) != set(files):
             return f"files added or removed: {sorted(set(now) ^ set(files))[:5]}"
         for rel, (size, digest) in sorted(files.items()):
-            if now[rel].stat().st_size != size or _sha256(now[rel]) != digest:
+            if now[rel].stat().st_size != size or sha256_file(now[rel]) != digest:
                 return f"{rel} has other bytes"
     except (OSError, ValueError, TypeError) as exc:
         return f"unreadable: {exc}"
