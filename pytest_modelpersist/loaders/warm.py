@@ -157,13 +157,13 @@ def _slot(command: Sequence[str]) -> tuple[str, str]:
 def server_for(command: Sequence[str], env: Mapping[str, str]) -> WarmServer:
     """The warm interpreter started by `command` with exactly `env`, started now if there is
     none (the slot's server for another environment is ended first)."""
-    runner = _slot(command)
-    server = _servers.get(runner)
+    slot = _slot(command)
+    server = _servers.get(slot)
     if server is not None and server.key == _key(command, env) and server.proc.poll() is None:
         return server
     if server is not None:
         server.close()
-    server = _servers[runner] = WarmServer(command, env)
+    server = _servers[slot] = WarmServer(command, env)
     return server
 
 
