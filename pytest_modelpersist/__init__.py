@@ -20,6 +20,7 @@ _PUBLIC = {
     "Tolerance": "compare",
     "ModelPersistError": "errors",
     "PersistFailure": "errors",
+    "PersistWarning": "errors",
     "UnknownFormatError": "errors",
     "GraphModel": "models",
     "RestoreReport": "models",
@@ -30,7 +31,12 @@ __all__ = sorted(_PUBLIC) + ["__version__"]
 
 if TYPE_CHECKING:
     from .compare import DEFAULT_TOLERANCES, Tolerance  # noqa: F401
-    from .errors import ModelPersistError, PersistFailure, UnknownFormatError  # noqa: F401
+    from .errors import (  # noqa: F401
+        ModelPersistError,
+        PersistFailure,
+        PersistWarning,
+        UnknownFormatError,
+    )
     from .formats.base import Artifact, BaseFormat, Format, Restored  # noqa: F401
     from .models import GraphModel, RestoreReport  # noqa: F401
     from .registry import FormatRegistry  # noqa: F401

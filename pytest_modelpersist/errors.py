@@ -66,6 +66,11 @@ class BuildError(ModelPersistError, TypeError):
     """A restore needs `build=` (a weights-only format) or `build()` did not return a model."""
 
 
+class PersistWarning(UserWarning):
+    """Something a test asked for that this format or library version could not do, and the
+    plugin did otherwise (a sharded save written whole, say): the test runs on, warned."""
+
+
 class ArtifactError(ModelPersistError, ValueError):
     """An artifact's files do not hold what the format needs (a graph without variables...)."""
 

@@ -16,6 +16,7 @@ from ._session_run import run_timeout, with_run_timeout
 from .compare import ArrayComparison
 from .decision import Judgement
 from .errors import RestoreOptionError
+from .formats import shards
 from .formats.base import Artifact, Format, Restored
 from .formats.containment import check_tree
 from .formats.conversion import declared_tolerances, lossy_hint
@@ -105,14 +106,17 @@ class Persist:
         reason = self.applies_to(model)
         if reason:
             pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
-        declared = self._fmt.save_options  # the marker's/ini's converter options it takes
-        options = {**{k: v for k, v in self._options.convert.items() if k in declared},
-                   **options}
+        options, whole = or_fail(f"[{self.format}] ", lambda: shards.save_options_of(
+            self._fmt, self._options, options))
+        # asked to shard but wrote whole files: a warning says why
+        return shards.warn_whole(self._save_cached(model, inputs, options, info), whole)
+
+    def _save_cached(self, model: Any, inputs: Inputs, options: dict[str, Any],
+                     info: ModelInfo) -> Artifact:
+        """The artifact cache's artifact of this model, format and options, saved if new."""
+        __tracebackhide__ = True
         if self._cache is None or info.kind not in ("keras", "keras2", "tf.Module", "tf1-graph"):
-            self._saves += 1
-            directory = self._tmp_path / "persist" / self.format / str(self._saves)
-            directory.mkdir(parents=True, exist_ok=True)
-            return self._save_into(directory, model, inputs, options, info)
+            return self._save_into(self.scratch(), model, inputs, options, info)
         from .cache import cache_key
 
         with self._step("fingerprint the model for the artifact cache", None, info):
@@ -394,10 +398,11 @@ class Persist:
         return check_in_test(self.format, model, data, directory=directory, build=build,
                              steps=steps, safe_mode=self._options.safe_mode, **options)
 
-    def scratch(self, name: str) -> Path:
+    def scratch(self, name: str = "") -> Path:
         """A new empty directory of this test (under its tmp_path) for files to restore."""
         self._saves += 1
-        directory = self._tmp_path / "persist" / self.format / f"{name}-{self._saves}"
+        directory = (self._tmp_path / "persist" / self.format
+                     / (f"{name}-{self._saves}" if name else str(self._saves)))
         directory.mkdir(parents=True, exist_ok=True)
         return directory
 

@@ -99,6 +99,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "converter options of every save, one 'option = value' per line (opset = 13 "
                   "for onnx, select_tf_ops = true for tflite); each format takes its own",
                   type="linelist", default=[])
+    parser.addini("persist_max_shard_mb",
+                  "split the weights of every save into files of at most this many MB (2**20 "
+                  "bytes), in the formats that can (tf_checkpoint, savedmodel, weights_h5); "
+                  "empty: whole files", default="")
     parser.addini("persist_tolerances",
                   "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
                   type="linelist", default=[])

@@ -51,6 +51,8 @@ class CheckOptions:
     subprocess_imports: tuple[str, ...] = ()
     #: Other interpreters as loaders (ini persist_runtimes), by label.
     runtimes: Mapping[str, Runtime] = field(default_factory=dict)
+    #: Shards of at most this many MB (2**20 bytes) where the format can; None: whole files.
+    max_shard_mb: float | None = None
 
     def merged(self, **overrides: Any) -> CheckOptions:
         """These options with the given (not None) values replacing theirs."""
@@ -115,6 +117,8 @@ MARKER_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "golden": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "unsafe": (lambda v: isinstance(v, bool), "a bool (True or False)"),
     "timeout": (_is_timeout, "a number of seconds > 0"),
+    "max_shard_mb": (lambda v: v is None or _is_timeout(v),
+                     "a number of MB > 0 (2**20 bytes), or None for whole files"),
     "xfail": (is_xfail_map, 'a dict {"format" or "format-loader": "reason"}'),
     # Names and values are checked against the formats' declarations (PersistSettings).
     "convert": (_is_options, "a dict of converter options, {'opset': 13}"),
@@ -284,6 +288,8 @@ class PersistSettings:
     decision: dict[str, Any] = field(default_factory=dict)
     #: `persist_convert` ini: converter options of every save (each format takes its own).
     convert: dict[str, Any] = field(default_factory=dict)
+    #: `persist_max_shard_mb` ini: shard size of every save (None: whole files).
+    max_shard_mb: float | None = None
     #: Identifies this run (shared by xdist workers): goldens written in it are recognised.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -334,6 +340,7 @@ class PersistSettings:
                                   config.getini("persist_subprocess_path")),
             subprocess_imports=tuple(config.getini("persist_subprocess_imports")),
             decision=parse_decision(config.getini("persist_decision")), runtimes=runtimes,
+            max_shard_mb=_max_shard_mb(config.getini("persist_max_shard_mb")),
         )
         convert_lines = config.getini("persist_convert")
         if convert_lines:  # reading the declarations imports the built-in formats' modules
@@ -358,8 +365,23 @@ class PersistSettings:
             safe_mode=not marker.get("unsafe", False), golden=marker.get("golden", True)
             is not False, timeout=float(marker.get("timeout") or self.timeout),
             subprocess_path=self.subprocess_path, subprocess_imports=self.subprocess_imports,
-            runtimes=self.runtimes,
+            runtimes=self.runtimes, max_shard_mb=marker.get("max_shard_mb", self.max_shard_mb),
         )
+
+
+def _max_shard_mb(spec: Any) -> float | None:
+    """ini persist_max_shard_mb: MB > 0, or empty (whole files); else pytest.UsageError."""
+    if spec in (None, ""):
+        return None
+    try:
+        value = float(spec)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(f"ini persist_max_shard_mb: expected a number of MB > 0 "
+                                f"(2**20 bytes), or nothing for whole files; got {spec!r}"
+                                ) from None
+    return value
 
 
 def _timeout(spec: Any, source: str) -> float:

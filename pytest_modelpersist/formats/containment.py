@@ -246,7 +246,11 @@ def check_checkpoint(prefix: str | os.PathLike[str], directory: str | os.PathLik
                      fmt: str, allow: bool = False) -> None:
     """Refuse a checkpoint whose files resolve outside ``directory``, or whose index declares
     a tensor of more bytes than its data files hold in all (a shape TensorFlow would allocate
-    before finding the data short). Reads the index only; no tensor is allocated."""
+    before finding the data short). Reads the index only; no tensor is allocated. A sharded
+    checkpoint missing a data file is an ArtifactError naming it, allowed or not."""
+    from .shards import check_complete
+
+    check_complete(prefix)
     if allow:
         return
     from .._tf import import_tensorflow

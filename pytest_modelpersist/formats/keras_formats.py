@@ -19,6 +19,7 @@ from ..restore.engine import restore_with
 from ..restore.options import INTO_MODEL, RestoreOptions, needs_target
 from ..restore.readers import ByName
 from ..restore.saved import SavedVariables, h5_layer_weight_names
+from . import shards
 from .base import Artifact, BaseFormat, Restored
 from .containment import check_h5, check_keras_file, spill_member
 
@@ -270,14 +271,25 @@ class WeightsH5Format(_KerasFormat):
                    "load_weights into a rebuilt model")
     needs_build = True
     keras2_legacy_h5 = True
+    save_options = {shards.OPTION: float}
 
-    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+    def save(self, model: Any, directory: Path, *, inputs: Inputs,
+             max_shard_mb: float | None = None) -> Artifact:
         info = describe(model)
         # Keras 2 writes its own (v3) layout for a `.weights.h5` name; a plain `.h5` gets the
         # legacy layer-named file that its load_weights(by_name=True) reads.
         main = "model_weights.h5" if info.kind == KERAS2 else "model.weights.h5"
-        model.save_weights(str(directory / main))
-        return self.new_artifact(directory, main, info, inputs)
+        why = None if max_shard_mb is None else shards.keras_shards(model)
+        if max_shard_mb is None or why is not None:
+            model.save_weights(str(directory / main))
+        else:  # model.weights.json names the model_NNNNN.weights.h5 shards
+            main = "model.weights.json"
+            model.save_weights(str(directory / main), max_shard_size=shards.check_size(
+                max_shard_mb, shards.OPTION) * shards.MB / 1024**3)
+        artifact = self.new_artifact(directory, main, info, inputs)
+        if max_shard_mb is not None:
+            shards.mark(artifact, sorted(directory.glob("model_*.weights.h5")), why)
+        return artifact
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The file's datasets by path (``layers/dense/vars/0``), read with h5py.
@@ -287,6 +299,9 @@ class WeightsH5Format(_KerasFormat):
         allow = not options.safe_mode
         if artifact.model_kind == KERAS2:
             return read_legacy_h5(artifact.path, fmt=self.name, allow=allow)
+        shards.check_recorded(artifact)
+        if artifact.path.suffix == ".json":  # sharded: the manifest and its shards
+            return shards.read_sharded_weights(artifact.path, fmt=self.name, allow=allow)
         return read_weights_file(artifact.path, fmt=self.name, allow=allow)
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:

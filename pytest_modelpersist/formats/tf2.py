@@ -38,6 +38,7 @@ from ..restore.plan import plan_restore
 from ..restore.readers import ByName
 from ..restore.saved import SavedVariables, checkpoint_variables
 from ..restore.targets import target_variables
+from . import shards
 from .base import CAPI_SAVED_MODEL, Artifact, BaseFormat, Restored, pack_outputs
 from .containment import check_checkpoint
 from .pb.saved import screen_saved_model
@@ -50,6 +51,7 @@ class TFCheckpointFormat(BaseFormat):
                    "read into a rebuilt model")
     needs_build = True
     restore_options = INTO_MODEL
+    save_options = {shards.OPTION: float}
 
     def unsupported(self, model: Any, info: Any) -> str | None:
         if info.kind == GRAPH:
@@ -57,16 +59,22 @@ class TFCheckpointFormat(BaseFormat):
                     "(its variables go through the ckpt format)")
         return super().unsupported(model, info)
 
-    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+    def save(self, model: Any, directory: Path, *, inputs: Inputs,
+             max_shard_mb: float | None = None) -> Artifact:
         tf = import_tensorflow()
         info = describe(model)
+        options, why = shards.checkpoint_options(max_shard_mb)
         if info.kind == KERAS2:  # Keras 2's own TF-format weights: the model is the root
             prefix = str(directory / "ckpt")
-            model.save_weights(prefix)
+            model.save_weights(prefix, options=options)
         else:
-            prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
-        return self.new_artifact(directory, Path(prefix).name, info, inputs,
-                                 prefix=Path(prefix).name)
+            prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"),
+                                                            options=options)
+        artifact = self.new_artifact(directory, Path(prefix).name, info, inputs,
+                                     prefix=Path(prefix).name)
+        if max_shard_mb is not None:
+            shards.mark(artifact, shards.data_files(prefix), why)
+        return artifact
 
     @staticmethod
     def _root(artifact: Artifact) -> str:
@@ -98,6 +106,7 @@ class TFCheckpointFormat(BaseFormat):
 
     def saved_names(self, artifact: Artifact, options: RestoreOptions) -> SavedVariables:
         """The checkpoint's values by object path (what `var_map` keys and `only` refer to)."""
+        shards.check_recorded(artifact)
         check_checkpoint(artifact.path, artifact.directory, fmt=self.name,
                          allow=not options.safe_mode)
         return checkpoint_variables(str(artifact.path))
@@ -145,12 +154,16 @@ class SavedModelFormat(BaseFormat):
     name = "savedmodel"
     capi = CAPI_SAVED_MODEL
     restore_options = INTO_MODEL
+    save_options = {shards.OPTION: float}
     description = "SavedModel directory, run through its serving_default signature"
 
-    def save(self, model: Any, directory: Path, *, inputs: Inputs) -> Artifact:
+    def save(self, model: Any, directory: Path, *, inputs: Inputs,
+             max_shard_mb: float | None = None) -> Artifact:
+        # Over 60 lines: one branch per model kind, each the library's own export.
         tf = import_tensorflow()
         info = describe(model)
         path = directory / "saved_model"
+        options, why = shards.saved_model_options(max_shard_mb)
         io: IOMap | None
         if info.kind == KERAS:
             # One argument per input leaf, named by its path, one output key per output path:
@@ -160,22 +173,28 @@ class SavedModelFormat(BaseFormat):
             archive = import_keras().export.ExportArchive()
             archive.track(model)
             archive.add_endpoint("serve", keras_serving.fn, input_signature=keras_serving.specs)
-            archive.write_out(str(path), verbose=False)
+            archive.write_out(str(path), options=options, verbose=False)
             io = keras_serving.io()
         elif info.kind == KERAS2:
             # Keras 2's own SavedModel, as model.save(dir) writes it for serving code: its
             # signature names arguments and outputs after the layers, flat; the io map gives
             # them the model's structure back.
-            model.save(str(path), save_format="tf")
+            model.save(str(path), save_format="tf", options=options)
             io = keras2_signature_io(model, inputs, path)
         elif info.kind == MODULE:
             fn, io = serving(model, inputs)
-            tf.saved_model.save(model, str(path), signatures={"serving_default": fn})
+            tf.saved_model.save(model, str(path), signatures={"serving_default": fn},
+                                options=options)
         else:
             io = save_graph_savedmodel(model, path)
+            why = why or ("a TF1 graph's SavedModelBuilder writes its variables with a TF1 "
+                          "Saver, which shards by device, never by size")
         meta = {"io": io.to_json()} if io is not None else keras2_signature_order(model)
-        return self.new_artifact(directory, "saved_model", info, inputs,
-                                 signature="serving_default", **meta)
+        artifact = self.new_artifact(directory, "saved_model", info, inputs,
+                                     signature="serving_default", **meta)
+        if max_shard_mb is not None:
+            shards.mark(artifact, shards.data_files(path / "variables" / "variables"), why)
+        return artifact
 
     def restore(self, artifact: Artifact, options: RestoreOptions) -> Restored:
         """Load the SavedModel and run its signature; or restore its variables by name.
@@ -188,6 +207,7 @@ class SavedModelFormat(BaseFormat):
         """
         # Over 60 lines: the file-alone and by-name paths share the artifact checks read first.
         tf = import_tensorflow()
+        shards.check_recorded(artifact)
         check_checkpoint(artifact.path / "variables" / "variables", artifact.directory,
                          fmt=self.name, allow=not options.safe_mode)
         if options.into is not None or (options.build is not None and options.by_name):

@@ -154,10 +154,17 @@ def checkpoint_interface(prefix: Path | str) -> Doc:
 
 
 def weights_h5_interface(path: Path) -> Doc:
-    """A Keras `.weights.h5` file's datasets (path -> dtype, shape); refused as
+    """A Keras `.weights.h5` file's datasets (path -> dtype, shape), or a sharded one's
+    (``model.weights.json`` and its shards: the same document); refused as
     `legacy_h5_interface`."""
     import h5py
 
+    if path.suffix == ".json":  # sharded: the same datasets, over the manifest's shards
+        from ..formats.shards import read_sharded_weights
+
+        saved = read_sharded_weights(path, fmt="weights_h5", allow=False)
+        return {"variables": {name: {"dtype": dtype.name, "shape": list(shape)}
+                              for name, (shape, dtype) in sorted(saved.entries.items())}}
     _check_h5(path, "weights_h5")
     found: Doc = {}
     try:

@@ -238,6 +238,12 @@ def run_with_capi(artifact: Any, inputs: Any, *, timeout: float = DEFAULT_TIMEOU
         raise LoaderError(f"[{artifact.format}] {path}: the C API loader reads a SavedModel "
                           "directory, or a GraphDef file whose artifact names its input and "
                           "output tensors (meta 'inputs'/'outputs')")
+    from ..formats.shards import check_recorded
+
+    try:  # every shard the save wrote, as it wrote it
+        check_recorded(artifact)
+    except ValueError as exc:
+        raise LoaderError(f"[{artifact.format}] C API loader: {exc}") from None
     if safe_mode:
         _screen(kind, path, artifact.format)
     if len(feeds_names) != len(inputs):
