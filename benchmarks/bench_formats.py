@@ -3,7 +3,8 @@
     python benchmarks/bench_formats.py [--sizes 1,67 --formats all --repeat 2]
     python benchmarks/bench_formats.py --sizes 500          # the memory goal (about 6 min)
     python benchmarks/bench_formats.py --sizes 2048 --plugin-only \
-        --formats ckpt,tf_checkpoint,h5,weights_h5,keras,savedmodel      # the scale goal
+        --formats ckpt,tf_checkpoint,h5,weights_h5,keras,savedmodel \
+        --max-shard-mb 512                  # the scale goal, sharded where the format can
     python benchmarks/bench_formats.py --sizes 2200 --plugin-only --formats pb  # > 2 GiB
 
 For each model size (MB of float32 weights) a Keras Functional MLP is built (Input u ->
@@ -28,7 +29,10 @@ For each model size (MB of float32 weights) a Keras Functional MLP is built (Inp
     (the fastest public session config; Grappler on costs seconds at 67 MB).
 
 * plugin: ``Persist(fmt, tmp_path=..., options=CheckOptions()).check(model, x, build=build,
-  golden=False)``, i.e. what the ``persist`` fixture runs in a test.
+  golden=False)``, i.e. what the ``persist`` fixture runs in a test. With ``--max-shard-mb``
+  its CheckOptions carry ``max_shard_mb`` (the ini ``persist_max_shard_mb``): tf_checkpoint,
+  savedmodel and weights_h5 write shards of at most that many MB (2**20 bytes), the other
+  formats whole files (their warning says why); the scale lines say how many shards.
 
 Each (size, format) runs in two fresh processes: one runs floor, plugin, floor, plugin, ...
 (``--repeat`` pairs), the other plugin, floor, ...; the seconds shown are the median of every
@@ -74,6 +78,9 @@ RSS_GOAL = 3.0
 RSS_GOAL_MB = 500
 PB_LIMIT_MB = 2**31 / 1e6  # protobuf's 2 GiB: a bigger pb is refused before any weight is read
 PB_RSS_GUARD_MB = 1000  # a pb this big, but under the limit, needs ~6x the model in RSS
+#: --max-shard-mb: the plugin's saves split weights into files of at most this many MB (2**20
+#: bytes) where the format can (tf_checkpoint, savedmodel, weights_h5); None: whole files.
+MAX_SHARD_MB: float | None = None
 PHASES = ("original", "save", "build", "verify", "restore", "run_restored")
 
 
@@ -262,6 +269,7 @@ class PhaseTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._depth = 0
+        self.shards = 0  # the files the last plugin save split its weights into (0: whole)
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
@@ -331,11 +339,13 @@ def plugin(fmt: Any, timer: PhaseTimer, model: Any, x: Any, build: Callable[[], 
     orig_call = Restored.outputs  # what check() calls (__call__ goes through it too)
     Restored.outputs = timer.timed(orig_call, "run_restored")  # type: ignore[method-assign]
     try:
-        persist = Persist(fmt, tmp_path=directory, options=CheckOptions(),
+        persist = Persist(fmt, tmp_path=directory,
+                          options=CheckOptions(max_shard_mb=MAX_SHARD_MB),
                           nodeid=f"bench::test_{fmt.name}")
-        persist.check(model, x, build=build, golden=False)
+        artifact = persist.check(model, x, build=build, golden=False).artifact
     finally:
         Restored.outputs = orig_call  # type: ignore[method-assign]
+    timer.shards = len(artifact.meta.get("shards") or {})  # 0: whole files
     return dict(timer.seconds)
 
 
@@ -384,7 +394,7 @@ def worker(fmt_name: str, mb: float, order: list[str], workdir: Path,
             phases = plugin(fmt, timer, model, x, build, directory)
         elapsed = time.perf_counter() - t0
         run: dict[str, Any] = {"variant": variant, "seconds": elapsed, "phases": phases,
-                               "error": error}
+                               "error": error, "shards": timer.shards}
         if i == 0:
             run["peak_mb"] = _status_mb("VmHWM") - base
         shutil.rmtree(directory)
@@ -400,6 +410,8 @@ def _run_worker(fmt: str, mb: float, order: list[str], workdir: Path) -> dict[st
            "--workdir", str(workdir)]
     if order == ["plugin"]:
         cmd.append("--expect-failure")
+    if MAX_SHARD_MB is not None:
+        cmd += ["--max-shard-mb", str(MAX_SHARD_MB)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -421,12 +433,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugin-only", action="store_true",
                         help="the scale run: one plugin run per format and size, in a fresh "
                              "process (peak RSS, and pb's 2 GiB refusal); no floor")
+    parser.add_argument("--max-shard-mb", type=float,
+                        help="the plugin's saves shard weights into files of at most this many "
+                             "MB (2**20 bytes) where the format can (the ini "
+                             "persist_max_shard_mb); default: whole files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--expect-failure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mb", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--order", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global MAX_SHARD_MB
+    MAX_SHARD_MB = args.max_shard_mb
 
     if args.worker:
         result = worker(args.worker, args.mb, args.order.split(","), Path(args.workdir),
@@ -471,6 +489,7 @@ def measure(mb: float, fmt: str, repeat: int, plugin_only: bool) -> dict[str, An
         for run in result["runs"]:
             samples[run["variant"]].append(run["seconds"])
             row["error"] = row["error"] or run.get("error")
+            row["shards"] = max(row.get("shards", 0), run.get("shards", 0))
             if "peak_mb" in run:
                 row["peaks"][run["variant"]] = run["peak_mb"]
             if run["phases"]:
@@ -534,8 +553,9 @@ def report_scale(rows: list[dict[str, Any]]) -> int:
         what = f"{r['model_bytes'] / 2**30:.2f} GiB model, {r['fmt']}"
         rss = r["peaks"]["plugin"] / (r["model_bytes"] / 2**20)
         if r["error"] is None:
+            held = f"{r['shards']} shards" if r.get("shards") else "whole files"
             print_goal(f"{what}: checked, peak RSS <= {RSS_GOAL:.0f}x model",
-                       f"{rss:.2f}x, {r['plugin_s']:.0f} s", rss <= RSS_GOAL)
+                       f"{rss:.2f}x, {r['plugin_s']:.0f} s, {held}", rss <= RSS_GOAL)
             continue
         print(f"  {r['fmt']}: {r['error'][:400]}")
         refused = r["fmt"] == "pb" and "2 GiB" in r["error"]

@@ -23,7 +23,10 @@ def test_formats_declare_the_converter_options_their_save_takes():
     declared = {name: dict(LazyFormat(name).save_options) for name in BUILTIN}
     assert {k: v for k, v in declared.items() if v} == {
         "tflite": {"select_tf_ops": bool}, "tflite_float16": {"select_tf_ops": bool},
-        "tflite_dynamic": {"select_tf_ops": bool}, "onnx": {"opset": int}}
+        "tflite_dynamic": {"select_tf_ops": bool}, "onnx": {"opset": int},
+        # the sharded saves (tests/test_sharding.py)
+        "tf_checkpoint": {"max_shard_mb": float}, "savedmodel": {"max_shard_mb": float},
+        "weights_h5": {"max_shard_mb": float}}
     for name, options in declared.items():
         params = inspect.signature(LazyFormat(name).inner.save).parameters
         assert set(options) <= set(params), name
@@ -118,7 +121,8 @@ def test_onnx_opset_from_the_marker_and_ini(pytester):
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("{'opsett': 13}", "unknown converter option(s) opsett; known: opset (an int, for onnx); "
+    ("{'opsett': 13}", "unknown converter option(s) opsett; known: max_shard_mb (a number, for "
+                       "tf_checkpoint, weights_h5, savedmodel); opset (an int, for onnx); "
                        "select_tf_ops (a bool (True or False), for tflite, tflite_float16, "
                        "tflite_dynamic)"),
     ("{'opset': '13'}", "opset='13': expected an int (for onnx), got str"),
@@ -144,7 +148,7 @@ def test_bad_converter_options_in_the_marker_fail_collection(pytester, value, ex
     ("select_tf_ops = maybe", "cannot read 'select_tf_ops = maybe': select_tf_ops='maybe': "
                               "expected a bool"),
     ("quantize = true", "cannot read 'quantize = true': unknown converter option(s) quantize; "
-                        "known: opset"),
+                        "known: max_shard_mb"),
     ("opset 13", "cannot read 'opset 13': write one 'option = value' per line"),
 ])
 def test_bad_converter_options_in_ini_are_usage_errors(pytester, line, expected):

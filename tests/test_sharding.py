@@ -100,8 +100,8 @@ def test_a_sharded_save_writes_several_files_and_round_trips(fmt, kind, tmp_path
     why = why_whole(fmt, model)
     if why is not None:  # TF 2.15 / Keras 2: whole files, and the warning says why
         p = new_persist(fmt, tmp_path, max_shard_mb=SMALL)
-        with pytest.warns(PersistWarning, match=r"\[%s\] max_shard_mb asked for shards, but the "
-                                                r"save wrote whole files: " % fmt):
+        said = rf"\[{fmt}\] max_shard_mb asked for shards, but the save wrote whole files: "
+        with pytest.warns(PersistWarning, match=said):
             artifact = p.check(model, X, build=(wide if kind == "keras" else wide_module)
                                if p.adapter.needs_build else None, golden=False).artifact
         assert artifact.meta[shards.UNSHARDED] == why
