@@ -211,12 +211,17 @@ def test_a_shard_left_out_of_a_checkpoint_without_a_manifest_is_named(tmp_path):
         shards.check_complete(artifact.path)
 
 
-def test_a_weights_manifest_naming_a_file_outside_the_artifact_is_refused(tmp_path):
+def sharded_weights(tmp_path: Path) -> tuple[Any, Any]:
+    """(a Persist, its sharded weights_h5 artifact of `wide()`), or the test skips."""
     model = wide()
     if why_whole("weights_h5", model):
         pytest.skip(f"this version cannot shard: {why_whole('weights_h5', model)}")
     p = new_persist("weights_h5", tmp_path, max_shard_mb=SMALL)
-    artifact = p.save(model, inputs=X)
+    return p, p.save(model, inputs=X)
+
+
+def test_a_weights_manifest_naming_a_file_outside_the_artifact_is_refused(tmp_path):
+    p, artifact = sharded_weights(tmp_path)
     outside = tmp_path / "elsewhere.weights.h5"
     outside.write_bytes(shard_files(artifact)[0].read_bytes())
     doc = json.loads(artifact.path.read_text())
@@ -235,11 +240,7 @@ def test_a_weights_manifest_naming_a_file_outside_the_artifact_is_refused(tmp_pa
 def test_a_crafted_shard_declaring_more_than_it_stores_is_refused(tmp_path):
     import h5py
 
-    model = wide()
-    if why_whole("weights_h5", model):
-        pytest.skip(f"this version cannot shard: {why_whole('weights_h5', model)}")
-    p = new_persist("weights_h5", tmp_path, max_shard_mb=SMALL)
-    artifact = p.save(model, inputs=X)
+    p, artifact = sharded_weights(tmp_path)
     victim = shard_files(artifact)[2]
     with h5py.File(victim, "a") as f:  # a dataset of 4 GB declared, nothing stored
         f.create_dataset("layers/huge/vars/0", shape=(1 << 30,), dtype="float32")
@@ -301,3 +302,25 @@ def test_bad_shard_sizes_are_refused_before_anything_runs(pytester, ini, marker,
     result = pytester.runpytest("--collect-only", "-q", "--persist-formats=h5")
     assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
     assert expected in result.stdout.str() + result.stderr.str()
+
+
+def test_a_sharded_artifact_is_archived_file_by_file_and_replays(pytester):
+    """The archive stores every shard (content-addressed) and the replay restores them."""
+    from test_archive import entry, module
+
+    can = [f for f in SHARDING if why_whole(f, model_zoo.functional()) is None]
+    if not can:
+        pytest.skip("this version shards no format")
+    module(pytester, units=16)  # 456 bytes of weights, the largest variable 256
+    pytester.makeini("[pytest]\npersist_max_shard_mb = 0.0003\n")
+    formats = f"--persist-formats={','.join(can)}"
+    pytester.runpytest("--persist-archive=arch", "--archive-record=v1", formats,
+                       "-p", "no:cacheprovider").assert_outcomes(passed=len(can))
+    for fmt in can:
+        stored = [n for n in entry(pytester, fmt)["files"] if ".data-" in n or "_0000" in n]
+        assert len(stored) > 1, (fmt, stored)
+    pytester.makeini("[pytest]\n")  # the replay reads the files, whatever the ini says now
+    result = pytester.runpytest("--persist-archive=arch", formats, "-v", "-p",
+                                "no:cacheprovider")
+    result.assert_outcomes(passed=2 * len(can))
+    result.stdout.fnmatch_lines([f"*test_model?{can[0]}@v1? PASSED*"])

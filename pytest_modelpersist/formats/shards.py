@@ -100,8 +100,10 @@ def tf_policy(max_shard_mb: float) -> tuple[Any, str | None]:
     return policy(max_shard_size=max(1, int(check_size(max_shard_mb, OPTION) * MB))), None
 
 
-def checkpoint_options(max_shard_mb: float | None) -> tuple[Any, str | None]:
-    """(tf.train.CheckpointOptions sharding at the size or None, why not sharded or None)."""
+def tf_options(max_shard_mb: float | None, *, saved_model: bool = False
+               ) -> tuple[Any, str | None]:
+    """(tf.train.CheckpointOptions, or with `saved_model` tf.saved_model.SaveOptions, sharding
+    at the size; None without a size), and why a size asked for cannot shard (or None)."""
     if max_shard_mb is None:
         return None, None
     policy, why = tf_policy(max_shard_mb)
@@ -109,19 +111,9 @@ def checkpoint_options(max_shard_mb: float | None) -> tuple[Any, str | None]:
         return None, why
     from .._tf import import_tensorflow
 
-    return import_tensorflow().train.CheckpointOptions(experimental_sharding_callback=policy), None
-
-
-def saved_model_options(max_shard_mb: float | None) -> tuple[Any, str | None]:
-    """(tf.saved_model.SaveOptions sharding at the size or None, why not sharded or None)."""
-    if max_shard_mb is None:
-        return None, None
-    policy, why = tf_policy(max_shard_mb)
-    if policy is None:
-        return None, why
-    from .._tf import import_tensorflow
-
-    return import_tensorflow().saved_model.SaveOptions(experimental_sharding_callback=policy), None
+    tf = import_tensorflow()
+    make = tf.saved_model.SaveOptions if saved_model else tf.train.CheckpointOptions
+    return make(experimental_sharding_callback=policy), None
 
 
 def keras_shards(model: Any) -> str | None:

@@ -63,7 +63,7 @@ class TFCheckpointFormat(BaseFormat):
              max_shard_mb: float | None = None) -> Artifact:
         tf = import_tensorflow()
         info = describe(model)
-        options, why = shards.checkpoint_options(max_shard_mb)
+        options, why = shards.tf_options(max_shard_mb)
         if info.kind == KERAS2:  # Keras 2's own TF-format weights: the model is the root
             prefix = str(directory / "ckpt")
             model.save_weights(prefix, options=options)
@@ -163,7 +163,7 @@ class SavedModelFormat(BaseFormat):
         tf = import_tensorflow()
         info = describe(model)
         path = directory / "saved_model"
-        options, why = shards.saved_model_options(max_shard_mb)
+        options, why = shards.tf_options(max_shard_mb, saved_model=True)
         io: IOMap | None
         if info.kind == KERAS:
             # One argument per input leaf, named by its path, one output key per output path:
