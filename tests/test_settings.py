@@ -114,7 +114,8 @@ def test_valid_marker_values_collect(pytester):
         import pytest
 
         @pytest.mark.persist(formats="pb", exclude=(), loaders=["inprocess"], rtol=0, atol=1e-3,
-                             exact=False, golden=True, unsafe=False, timeout=2.5)
+                             exact=False, golden=True, unsafe=False, timeout=2.5,
+                             max_shard_mb=64)
         def test_a(persist):
             pass
 
@@ -128,4 +129,5 @@ def test_valid_marker_values_collect(pytester):
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert set(MARKER_KEYWORDS) == {"formats", "exclude", "loaders", "rtol", "atol", "exact",
                                     "golden", "unsafe", "timeout", "convert", "agreement",
-                                    "min_agreement", "top_k", "max_mismatch_fraction", "xfail"}
+                                    "min_agreement", "top_k", "max_mismatch_fraction", "xfail",
+                                    "max_shard_mb"}

@@ -7,10 +7,11 @@ A format that can split its weights declares ``max_shard_mb`` in its `save_optio
 format or the installed library cannot shard, the save stays whole and the artifact's meta
 says why (`UNSHARDED`): `persist.save` turns that into one `PersistWarning` for the item.
 
-TensorFlow's checkpoint writer shards by size from TF 2.16
-(``tf.train.experimental.MaxShardSizePolicy``, passed as ``experimental_sharding_callback``
-of ``tf.train.CheckpointOptions`` / ``tf.saved_model.SaveOptions``; it slices a variable
-larger than the limit). Keras 3 (3.10 on) writes ``model.weights.json`` and
+TensorFlow's checkpoint writer takes a sharding callback from TF 2.16
+(``experimental_sharding_callback`` of ``tf.train.CheckpointOptions`` /
+``tf.saved_model.SaveOptions``; ``tf.train.experimental.MaxShardSizePolicy`` slices tensors
+to fill each shard): `tf_policy` packs whole tensors and slices only one larger than the
+limit. Keras 3 (3.10 on) writes ``model.weights.json`` and
 ``model_NNNNN.weights.h5`` shards for ``save_weights(..., max_shard_size=GB)``; it does not
 split a variable, and refuses one larger than the limit.
 """
@@ -89,15 +90,57 @@ def whole_reason(fmt: str) -> str:
 
 
 def tf_policy(max_shard_mb: float) -> tuple[Any, str | None]:
-    """(TF's MaxShardSizePolicy for the size, None), or (None, why this TF cannot shard)."""
+    """(a sharding callback for TF's checkpoint writer, None), or (None, why this TensorFlow
+    cannot shard). The callback packs whole tensors into shards of at most the size and slices
+    only a tensor bigger than that (by TF's MaxShardSizePolicy): TF's policy alone slices any
+    tensor that straddles two shards, and each slice is a copy held during the save (a 2 GB
+    model's tf_checkpoint check peaked at 2.25x the model's bytes that way, 1.56x whole)."""
     from .._tf import import_tensorflow
 
     tf = import_tensorflow()
-    policy = getattr(tf.train.experimental, "MaxShardSizePolicy", None)
-    if policy is None:
+    slicer = getattr(tf.train.experimental, "MaxShardSizePolicy", None)
+    if slicer is None:
         return None, (f"TensorFlow {tf.__version__} cannot shard checkpoints "
                       "(tf.train.experimental.MaxShardSizePolicy is TF >= 2.16)")
-    return policy(max_shard_size=max(1, int(check_size(max_shard_mb, OPTION) * MB))), None
+    limit = max(1, int(check_size(max_shard_mb, OPTION) * MB))
+    slice_big: Any = slicer(limit)
+
+    class WholeTensors(tf.train.experimental.ShardingCallback):  # type: ignore[misc,name-defined]
+        @property
+        def description(self) -> str:
+            return f"whole tensors in shards of at most {limit} bytes; bigger ones sliced"
+
+        def __call__(self, tensors: Any) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = [{}]
+            room, big = limit, []
+            for st in tensors:
+                size = _tensor_bytes(st)
+                if size > limit:
+                    big.append(st)
+                    continue
+                if size > room and found[-1]:
+                    found.append({})
+                    room = limit
+                found[-1].setdefault(st.checkpoint_key, {})[st.slice_spec] = st.tensor
+                room -= size
+            for st in big:  # alone, sliced into shards of the size
+                found.extend(slice_big([st]))
+            return [shard for shard in found if shard]
+
+    return WholeTensors(), None
+
+
+def _tensor_bytes(st: Any) -> int:
+    """Bytes a ShardableTensor adds to a shard: shape x dtype, a string's own bytes when it
+    can be read here (eager), else 0 (as TF's policy counts the object graph)."""
+    count = st.shape.num_elements() if st.shape.is_fully_defined() else None
+    if st.dtype.is_numpy_compatible and st.dtype.name != "string":
+        return int(count or 0) * st.dtype.size
+    try:
+        values = st.tensor.numpy()
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return 0
+    return sum(len(v) for v in (values.ravel() if hasattr(values, "ravel") else [values]))
 
 
 def tf_options(max_shard_mb: float | None, *, saved_model: bool = False
