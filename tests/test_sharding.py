@@ -324,3 +324,10 @@ def test_a_sharded_artifact_is_archived_file_by_file_and_replays(pytester):
                                 "no:cacheprovider")
     result.assert_outcomes(passed=2 * len(can))
     result.stdout.fnmatch_lines([f"*test_model?{can[0]}@v1? PASSED*"])
+
+
+def test_a_bad_size_given_to_save_fails_the_test_cleanly(tmp_path):
+    p = new_persist("h5", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match=r"\[h5\] max_shard_mb: expected a number of "
+                                                    r"MB > 0 \(2\*\*20 bytes\), got -1"):
+        p.save(wide(), inputs=X, max_shard_mb=-1)
