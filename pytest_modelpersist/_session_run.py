@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -22,6 +23,9 @@ T = TypeVar("T")
 
 #: Seconds a cancelled eager call may take to end before it is abandoned.
 _CANCEL_GRACE = 10.0
+
+#: Seconds between the calling thread's looks at a pending Ctrl-C while it waits.
+_POLL = 0.1
 
 #: Seconds a single Session.run may take (the persist timeout); None: no limit.
 _RUN_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -123,9 +127,13 @@ def _in_thread(call: Callable[[], T], *, timeout: float | None = None,
 
     worker = threading.Thread(target=work, name="modelpersist-session-run", daemon=True)
     worker.start()
+    deadline = None if timeout is None or cancel is None else time.monotonic() + timeout
     try:
-        # KeyboardInterrupt is raised here; an abandoned Session.run ends at its deadline
-        worker.join(timeout if cancel is not None else None)
+        # KeyboardInterrupt is raised here; an abandoned Session.run ends at its deadline.
+        # Joined in short slices: a SIGINT the kernel hands to one of TensorFlow's threads
+        # only flags the main thread, which a join without a timeout never wakes up to see.
+        while worker.is_alive() and (deadline is None or time.monotonic() < deadline):
+            worker.join(_POLL if deadline is None else min(_POLL, deadline - time.monotonic()))
     except KeyboardInterrupt:
         if cancel is not None:
             cancel(False)

@@ -6,6 +6,7 @@ marker and the run's options (settings), its golden identity, and the session ar
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ class PersistFactory:
 
     def make(self, request: pytest.FixtureRequest) -> Persist:
         """The `persist` fixture's value for one parametrized test item."""
-        from ._tf import INSTALL_HINT, import_tensorflow, tensorflow_available
+        from ._tf import INSTALL_HINT, tensorflow_available
         from .formats import LazyFormat
         from .golden_check import GoldenTarget
         from .persist import Persist
@@ -44,9 +45,11 @@ class PersistFactory:
                         "late)", pytrace=False)
         if not tensorflow_available():
             pytest.fail(INSTALL_HINT.format(python=sys.executable), pytrace=False)
-        # Import TensorFlow now, quietly: the test is about to, and its start-up noise would
-        # otherwise land in the test's captured output.
-        import_tensorflow()
+        # TensorFlow is imported (quietly) by the first persist call that needs it, not here:
+        # a test comparing plain arrays with assert_golden, and the xdist worker running it,
+        # never pay its 4-6 CPU-s import. A test body importing it first keeps the C++ lines
+        # out of its captured output through this default.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         node = request.node
         node.user_properties.append((FORMAT_PROPERTY, param.id))
         settings = self.settings

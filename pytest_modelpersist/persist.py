@@ -13,6 +13,7 @@ import pytest
 
 from . import compat, golden_check, loaders, outputs
 from ._session_run import run_timeout, with_run_timeout
+from ._tf import import_tensorflow
 from .compare import ArrayComparison
 from .decision import Judgement
 from .errors import RestoreOptionError
@@ -87,6 +88,7 @@ class Persist:
 
     def applies_to(self, model: Any) -> str | None:
         """Why the current format cannot hold `model`, or None when it can."""
+        import_tensorflow()
         return self._fmt.unsupported(model, describe(model))
 
     def save(self, model: Any, *, inputs: Inputs = None, **options: Any) -> Artifact:
@@ -192,6 +194,7 @@ class Persist:
         restore."""
         __tracebackhide__ = True
         loader = loader or self._loader
+        import_tensorflow()
         with self._step("restore", artifact.path, None, artifact=artifact):  # any loader
             check_tree(artifact.directory, fmt=self.format, allow=not options.safe_mode)
         if loader != "inprocess":  # a Restored whose every call runs in another process
@@ -393,6 +396,7 @@ class Persist:
         __tracebackhide__ = True
         from .training import check_in_test
 
+        import_tensorflow()
         self._saves += 1
         directory = self._tmp_path / "persist" / self.format / f"training-{self._saves}"
         return check_in_test(self.format, model, data, directory=directory, build=build,
@@ -441,7 +445,10 @@ class Persist:
                        lambda: judge_by_path(expected, actual, options))
 
     def _model_info(self, model: Any) -> ModelInfo:
+        """What `model` is (every call given a model starts here: TensorFlow is imported,
+        quietly, on the first)."""
         __tracebackhide__ = True
+        import_tensorflow()
         return model_info(self.format, self._node, model)
 
     def _step(self, action: str, path: Path | None, info: ModelInfo | None, *,

@@ -167,3 +167,36 @@ def test_cause_ignores_the_format_and_the_paths() -> None:
     # under xdist: the worker's header line is no cause (a strict xfail that passed, here)
     assert cause_of("[gw0] linux -- Python 3.11.7 /v/bin/python\n[XPASS(strict)] [h5] a bug"
                     ) == "[XPASS(strict)] [h5] a bug"
+
+
+MASKED_RNN_TEST = textwrap.dedent(
+    """
+    import keras
+    import numpy as np
+
+    def build():
+        tokens = keras.Input((5,), dtype="int32")
+        x = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)  # its mask: a NotEqual op
+        x = keras.layers.LSTM(3)(x)
+        return keras.Model(tokens, keras.layers.Dense(2)(x))
+
+    def test_masked_rnn(persist):
+        ids = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], np.int32)
+        persist.check(build(), ids, golden=False)
+    """
+)
+
+
+def test_keras_operation_in_a_legacy_h5_config_gets_the_keras_format_hint(pytester) -> None:
+    """Keras 3 records the mask of Embedding(mask_zero=True) as a NotEqual operation, which
+    its legacy HDF5 loader cannot rebuild: the h5 item fails saying so; .keras loads it."""
+    keras = pytest.importorskip("keras")
+    if keras.__version__.startswith("2."):
+        pytest.skip("Keras 2 records no operations in a model config")
+    pytester.makepyfile(test_rnn=MASKED_RNN_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--persist-formats=h5,keras")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*[[]h5[]] restore */model.h5 failed: ValueError: Unknown layer: 'NotEqual'*",
+        "looking at the files: 'NotEqual' is a Keras operation the model applies to a tensor*"
+        "Save such a model as .keras*exclude=[[]'h5'[]])"])

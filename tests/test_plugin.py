@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -244,3 +245,31 @@ def test_collecting_a_suite_that_uses_persist_does_not_import_tensorflow(tmp_pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120)
     assert "TF_IMPORTED False 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_test_comparing_plain_arrays_never_imports_tensorflow(tmp_path):
+    """The persist fixture imports TensorFlow on the first call given a model, not on setup:
+    an assert_golden of numpy arrays (and the xdist worker running it) never pays for it,
+    while a save in the same session does import it."""
+    (tmp_path / "test_x.py").write_text(textwrap.dedent("""
+        import sys
+        import numpy as np
+
+        def test_plain(persist):
+            persist.assert_golden(np.arange(3.0))
+            assert "tensorflow" not in sys.modules
+
+        def test_model(persist):
+            persist.applies_to(object())
+            assert "tensorflow" in sys.modules
+        """))
+    code = ("import sys, pytest\nrc = pytest.main(['-q', '-p', 'no:cacheprovider', "
+            "'--persist-formats=pb', '--update-golden', 'test_x.py::test_plain'])\n"
+            "print('TF_IMPORTED', 'tensorflow' in sys.modules, rc)\n"
+            "rc = pytest.main(['-q', '-p', 'no:cacheprovider', '--persist-formats=pb'])\n"
+            "print('TF_IMPORTED', 'tensorflow' in sys.modules, rc)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300, env=env)
+    assert "TF_IMPORTED False 0" in out.stdout, out.stdout + out.stderr
+    assert "TF_IMPORTED True 0" in out.stdout, out.stdout + out.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -328,6 +329,33 @@ def test_sigint_stops_an_in_process_hang(fmt, pytester):
     # busy machine)
     assert time.monotonic() - start < 120
     assert "KeyboardInterrupt" in rest, rest
+
+
+def test_ctrl_c_taken_by_another_thread_still_ends_the_wait():
+    """The kernel may hand a process's SIGINT to any of its threads (TensorFlow runs many):
+    the main thread, waiting for the blocked run, must still raise KeyboardInterrupt."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import signal, threading, time
+        from pytest_modelpersist._session_run import _in_thread
+
+        def interrupt_from_this_thread():
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_from_this_thread, daemon=True).start()
+        start = time.monotonic()
+        try:
+            _in_thread(threading.Event().wait)  # blocks forever, like a dequeue
+        except KeyboardInterrupt:
+            print(f"INTERRUPTED after {time.monotonic() - start:.1f} s")
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)  # before the fix: a wait that never ends
+    assert "INTERRUPTED after 0." in out.stdout or "INTERRUPTED after 1." in out.stdout, (
+        out.stdout + out.stderr)
 
 
 def test_ckpt_restore_op_pointed_outside_the_artifact_is_refused(tmp_path):
