@@ -1,4 +1,5 @@
-"""Outputs by path, files without a manifest, and lookup tables a restore lost.
+"""Outputs by path, files without a manifest, lookup tables a restore lost, and what
+`persist.check` returns (CheckResult).
 
 Helpers of `persist.check` / `persist.restore` for the nested I/O contract (issue 11): outputs
 are paired and compared by path, never by position.
@@ -7,6 +8,7 @@ are paired and compared by path, never by position.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,20 @@ import numpy as np
 
 from .compare import EXACT, ArrayComparison, compare_outputs, dtype_name
 from .decision import Judgement, judge_check
-from .formats.base import Artifact
+from .formats.base import Artifact, Restored
 from .nest import align, flat_arrays
+
+
+@dataclass
+class CheckResult:
+    """What `persist.check` did: the artifact, the restores, outputs and comparisons."""
+
+    format: str
+    artifact: Artifact
+    restored: list[Restored]
+    expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
+    actual: list[Any]  # per restore, the same
+    comparisons: list[list[ArrayComparison]]
 
 
 def named_leaves(outputs: Any) -> dict[str, np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +13,6 @@ import pytest
 from . import compat, golden_check, loaders, outputs
 from ._session_run import run_timeout, with_run_timeout
 from ._tf import import_tensorflow
-from .compare import ArrayComparison
 from .decision import Judgement
 from .errors import RestoreOptionError
 from .formats import shards
@@ -24,7 +22,13 @@ from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, describe, run
 from .nest import present, structure_of
-from .outputs import foreign_artifact, judge_by_path, missing_tables, named_leaves
+from .outputs import (
+    CheckResult,
+    foreign_artifact,
+    judge_by_path,
+    missing_tables,
+    named_leaves,
+)
 from .reporting import record, record_comparisons, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
@@ -32,18 +36,6 @@ from .steps import model_info, or_fail, remember_failure, replay_failure, step
 from .tables import fingerprints as table_fingerprints
 
 T = TypeVar("T")
-
-
-@dataclass
-class CheckResult:
-    """What `persist.check` did: the artifact, the restores, outputs and comparisons."""
-
-    format: str
-    artifact: Artifact
-    restored: list[Restored]
-    expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
-    actual: list[Any]  # per restore, the same
-    comparisons: list[list[ArrayComparison]]
 
 
 class Persist:
