@@ -7,6 +7,7 @@ are paired and compared by path, never by position.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,21 @@ import numpy as np
 
 from .compare import EXACT, ArrayComparison, compare_outputs, dtype_name
 from .decision import Judgement, judge_check
-from .formats.base import Artifact
+from .formats.base import Artifact, Restored
 from .nest import align, flat_arrays
+
+
+@dataclass
+class CheckResult:
+    """What `persist.check` did: the artifact, the restores, outputs and comparisons."""
+
+    format: str
+    artifact: Artifact
+    restored: list[Restored]
+    expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
+    actual: list[Any]  # per restore, the same
+    comparisons: list[list[ArrayComparison]]
+
 
 
 def named_leaves(outputs: Any) -> dict[str, np.ndarray]:

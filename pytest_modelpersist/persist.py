@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from . import compat, golden_check, loaders, outputs
+from . import compat, golden_check, loaders, outputs, steps
 from ._session_run import run_timeout, with_run_timeout
 from ._tf import import_tensorflow
-from .compare import ArrayComparison
 from .decision import Judgement
 from .errors import RestoreOptionError
 from .formats.base import Artifact, Format, Restored
@@ -23,7 +21,7 @@ from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, describe, run
 from .nest import present, structure_of
-from .outputs import foreign_artifact, judge_by_path, missing_tables, named_leaves
+from .outputs import CheckResult, foreign_artifact, judge_by_path, missing_tables, named_leaves
 from .reporting import record, record_comparisons, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
@@ -31,18 +29,6 @@ from .steps import model_info, or_fail, remember_failure, replay_failure, step
 from .tables import fingerprints as table_fingerprints
 
 T = TypeVar("T")
-
-
-@dataclass
-class CheckResult:
-    """What `persist.check` did: the artifact, the restores, outputs and comparisons."""
-
-    format: str
-    artifact: Artifact
-    restored: list[Restored]
-    expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
-    actual: list[Any]  # per restore, the same
-    comparisons: list[list[ArrayComparison]]
 
 
 class Persist:
@@ -104,9 +90,7 @@ class Persist:
         """
         __tracebackhide__ = True
         info = self._model_info(model)
-        reason = self.applies_to(model)
-        if reason:
-            pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        self._refuse(model, inputs, info)
         declared = self._fmt.save_options  # the marker's/ini's converter options it takes
         options = {**{k: v for k, v in self._options.convert.items() if k in declared},
                    **options}
@@ -254,6 +238,7 @@ class Persist:
             max_mismatch_fraction=max_mismatch_fraction))
         if self._archive is not None and self._archive.replaying:  # a [<format>@<LABEL>] item
             return self._archive.replay(self, inputs, attempts, settings, kind=info.kind)
+        self._refuse(model, inputs, info)
         with self._step("run the original model on the inputs", None, info):
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
@@ -438,6 +423,15 @@ class Persist:
         __tracebackhide__ = True
         return or_fail(f"[{self.format}] per-output option: ",
                        lambda: judge_by_path(expected, actual, options))
+
+    def _refuse(self, model: Any, inputs: Inputs, info: ModelInfo) -> None:
+        """Skip when the format cannot hold `model`; fail once, clearly, on inputs the plugin
+        cannot feed, store and fingerprint (steps.refuse_composite_inputs)."""
+        __tracebackhide__ = True
+        reason = self.applies_to(model)
+        if reason:
+            pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        steps.refuse_composite_inputs(self.format, inputs)
 
     def _model_info(self, model: Any) -> ModelInfo:
         """What `model` is (every call given a model starts here: TensorFlow is imported,
