@@ -12,7 +12,7 @@ PY218   := $(VENV218)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: venv venv-tf215 venv-tf218 venvs demo test test-tf221 test-tf215 test-archive archive-tf215 archive-tf218 test-conversions lint bench clean
+.PHONY: venv venv-tf215 venv-tf218 venvs demo test test-suites test-examples test-tf221 test-tf215 test-archive archive-tf215 archive-tf218 test-conversions lint bench clean
 
 # $(call make_venv,<venv dir>,<pyproject extra>,<tf-keras version>): the venv, built from the
 # extra, plus Keras 2 (tf-keras) without its dependencies: it requires the full `tensorflow`
@@ -39,31 +39,44 @@ venvs:
 demo: venv
 	cd example_project && ../$(PY) -m pytest -rs -v --persist-formats=all -p no:cacheprovider
 
-# $(call run_suites,<python>,<example project options>): the plugin's own tests, then the
-# example project.
-define run_suites
-	$(1) -m pytest tests -n 2 -p no:cacheprovider --durations=15
-	cd example_project && ../$(1) -m pytest -q -p no:cacheprovider $(2)
-endef
-
-## The plugin's tests and the example project on TF 2.21 (with the conversion formats, and
-## TF 2.15.1 as a runtime) and on TF 2.15.1, and the example's TF 2.15.1 archive replayed on
-## TF 2.21 (README: Keras 2 and the TensorFlow versions; Upgrading TensorFlow).
-test: venvs
-	$(MAKE) -k test-tf221 test-tf215 test-archive
+# $(call suite,<python>): the plugin's own tests on two xdist workers.
+suite = $(1) -m pytest tests -n 2 -p no:cacheprovider --durations=15
+# $(call example,<python>,<options>): the example project, in one process.
+example = cd example_project && ../$(1) -m pytest -q -p no:cacheprovider $(2)
 
 WITH_CONVERSIONS := --persist-formats=all,tflite,tflite_dynamic,onnx
-# The runtime tests (tests/test_runtimes.py) run today's artifacts in TF 2.15.1 when its venv
-# is there (built by `venvs`); they skip, saying so, without it. The conversion formats (TFLite,
-# quantized TFLite, ONNX) join the example's run: one TensorFlow import, one training.
-test-tf221: export PERSIST_TEST_RUNTIME_TF215 = $(wildcard $(CURDIR)/$(PY215))
-test-tf221: venv
-	$(call run_suites,$(PY),$(WITH_CONVERSIONS))
-
 # The example's models are trained by the test session: Keras 2 trains other weights than
 # Keras 3, so TF 2.15 has its own golden tree.
+TF215_GOLDENS := --golden-dir=tests/goldens-tf2.15
+# The TF 2.21 suite's runtime tests (tests/test_runtimes.py) run today's artifacts in TF 2.15.1
+# when its venv is there (built by `venvs`); they skip, saying so, without it.
+WITH_RUNTIME := PERSIST_TEST_RUNTIME_TF215="$$(test -x $(PY215) && echo $(CURDIR)/$(PY215))"
+
+## The plugin's tests and the example project on TF 2.21 (with the conversion formats, and
+## TF 2.15.1 as a runtime) and on TF 2.15.1, and the example's archive replayed on TF 2.21
+## (README: Keras 2 and the TensorFlow versions; Upgrading TensorFlow). Two jobs side by side,
+## each printed whole when it ends: the suites (two workers each), and the single-process
+## example and archive runs, which use the core the suites leave idle.
+test: venvs
+	$(MAKE) -k -j2 --output-sync=target test-suites test-examples
+
+test-suites: venvs
+	$(WITH_RUNTIME) $(call suite,$(PY)) ; a=$$? ; $(call suite,$(PY215)) ; b=$$? ; [ $$a = 0 ] && [ $$b = 0 ]
+
+test-examples: venvs
+	($(call example,$(PY),$(WITH_CONVERSIONS))) ; a=$$? ; \
+	($(call example,$(PY215),$(TF215_GOLDENS))) ; b=$$? ; \
+	$(MAKE) --no-print-directory test-archive ; c=$$? ; [ $$a = 0 ] && [ $$b = 0 ] && [ $$c = 0 ]
+
+## One version only: its suite, then its example project. The conversion formats (TFLite,
+## quantized TFLite, ONNX) join the TF 2.21 example's run: one TensorFlow import, one training.
+test-tf221: venv
+	$(WITH_RUNTIME) $(call suite,$(PY))
+	$(call example,$(PY),$(WITH_CONVERSIONS))
+
 test-tf215: venv-tf215
-	$(call run_suites,$(PY215),--golden-dir=tests/goldens-tf2.15)
+	$(call suite,$(PY215))
+	$(call example,$(PY215),$(TF215_GOLDENS))
 
 ## The example project's archive (example_project/persist-archive): artifacts recorded with
 ## TF 2.15.1 / Keras 2 (`make archive-tf215`) and TF 2.18.1 / Keras 3.6 (`make archive-tf218`),

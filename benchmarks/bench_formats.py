@@ -23,6 +23,10 @@ For each model size (MB of float32 weights) a Keras Functional MLP is built (Inp
   - tf_checkpoint: ``tf.train.Checkpoint(model=m).write`` / ``.read`` into the rebuilt model;
   - h5, keras: ``model.save`` / ``keras.models.load_model(compile=False)``;
   - weights_h5: ``model.save_weights`` / ``load_weights`` into the rebuilt model;
+  - the two restores into a rebuilt model (tf_checkpoint, weights_h5) do by hand what the
+    plugin does on purpose around them (``verified_restore``): change every variable, sample
+    64 elements of each, restore, and require every variable to differ from its sample (a
+    restore that loads nothing must fail), as ckpt's floor does the plugin's graph work;
   - savedmodel: ``model.export`` / ``tf.saved_model.load`` + ``serving_default`` call;
   - pb: ``convert_variables_to_constants_v2`` + ``SerializeToString`` + write / read +
     ``ParseFromString`` + ``import_graph_def`` + ``Session.run`` with the meta optimizer off
@@ -190,12 +194,37 @@ def floor_ckpt(model: Any, x: Any, build: Callable[[], Any], directory: Path) ->
     return [from_meta, fresh(x, training=False).numpy()]
 
 
+def verified_restore(fresh: Any, restore: Callable[[], Any]) -> None:
+    """`restore()` into the rebuilt model `fresh`, with the check the plugin runs on purpose
+    around every restore into a rebuilt model, by hand: every variable is changed first
+    (negated, plus one), 64 of its elements are sampled, and after the restore every variable
+    must differ from its sample (a restore that loads nothing must fail)."""
+    import numpy as np
+
+    tf, _ = _tf()
+
+    def sample(v: Any) -> Any:
+        flat = tf.reshape(v, [-1])
+        size = int(flat.shape[0])
+        return tf.gather(flat, np.unique(np.linspace(0, size - 1, min(size, 64)).astype(int)))
+
+    marks = []
+    for v in fresh.weights:
+        v.assign(-v + 1.0)
+        marks.append(sample(v).numpy())
+    restore()
+    unrestored = [v.path for v, mark in zip(fresh.weights, marks, strict=True)
+                  if np.array_equal(sample(v).numpy(), mark)]
+    assert not unrestored, unrestored
+
+
 def floor_tf_checkpoint(model: Any, x: Any, build: Callable[[], Any],
                         directory: Path) -> list[Any]:
     tf, _ = _tf()
     prefix = tf.train.Checkpoint(model=model).write(str(directory / "ckpt"))
     fresh = build()
-    tf.train.Checkpoint(model=fresh).read(prefix).assert_existing_objects_matched()
+    verified_restore(fresh, lambda: tf.train.Checkpoint(model=fresh).read(
+        prefix).assert_existing_objects_matched())
     return [fresh(x, training=False).numpy()]
 
 
@@ -214,7 +243,7 @@ def floor_weights_h5(model: Any, x: Any, build: Callable[[], Any], directory: Pa
     path = str(directory / "model.weights.h5")
     model.save_weights(path)
     fresh = build()
-    fresh.load_weights(path)
+    verified_restore(fresh, lambda: fresh.load_weights(path))
     return [fresh(x, training=False).numpy()]
 
 

@@ -258,6 +258,13 @@ def as_array(value: Any, where: str = "value") -> np.ndarray:
     return arr
 
 
+def composite_inputs(inputs: Any) -> list[str]:
+    """``input/0 (RaggedTensor)`` for every leaf of `inputs` that is a TensorFlow composite
+    (SparseTensor, RaggedTensor, ...): inputs are fed, stored and fingerprinted as arrays."""
+    return [f"{_name(path, INPUT, isinstance(inputs, (list, tuple)))} ({type(leaf).__name__})"
+            for path, leaf in _walk(inputs, ()) if _composite(leaf) is not None]
+
+
 def _composite(x: Any) -> str | None:
     """'sparse', 'ragged', another TF composite's class name, or None for a plain value."""
     name = type(x).__name__

@@ -1,5 +1,4 @@
-"""Outputs by path, files without a manifest, lookup tables a restore lost, and what
-`persist.check` returns (CheckResult).
+"""Outputs by path, files without a manifest, and lookup tables a restore lost.
 
 Helpers of `persist.check` / `persist.restore` for the nested I/O contract (issue 11): outputs
 are paired and compared by path, never by position.
@@ -30,6 +29,7 @@ class CheckResult:
     expected: Any  # the original outputs: a list of arrays, or the model's own nest (a dict)
     actual: list[Any]  # per restore, the same
     comparisons: list[list[ArrayComparison]]
+
 
 
 def named_leaves(outputs: Any) -> dict[str, np.ndarray]:

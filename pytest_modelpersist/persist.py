@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from . import compat, golden_check, loaders, outputs
+from . import compat, golden_check, loaders, outputs, steps
 from ._session_run import run_timeout, with_run_timeout
 from ._tf import import_tensorflow
 from .decision import Judgement
@@ -22,13 +22,7 @@ from .formats.conversion import declared_tolerances, lossy_hint
 from .golden_check import GoldenTarget
 from .models import Inputs, ModelInfo, describe, run
 from .nest import present, structure_of
-from .outputs import (
-    CheckResult,
-    foreign_artifact,
-    judge_by_path,
-    missing_tables,
-    named_leaves,
-)
+from .outputs import CheckResult, foreign_artifact, judge_by_path, missing_tables, named_leaves
 from .reporting import record, record_comparisons, timed
 from .restore.options import RestoreOptions, parse_restore_options
 from .settings import CheckOptions
@@ -97,9 +91,7 @@ class Persist:
         """
         __tracebackhide__ = True
         info = self._model_info(model)
-        reason = self.applies_to(model)
-        if reason:
-            pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        self._refuse(model, inputs, info)
         options, whole = or_fail(f"[{self.format}] ", lambda: shards.save_options_of(
             self._fmt, self._options, options))
         # asked to shard but wrote whole files: a warning says why
@@ -250,6 +242,7 @@ class Persist:
             max_mismatch_fraction=max_mismatch_fraction))
         if self._archive is not None and self._archive.replaying:  # a [<format>@<LABEL>] item
             return self._archive.replay(self, inputs, attempts, settings, kind=info.kind)
+        self._refuse(model, inputs, info)
         with self._step("run the original model on the inputs", None, info):
             expected = run(model, inputs)
         artifact = self.save(model, inputs=inputs)
@@ -389,8 +382,7 @@ class Persist:
         from .training import check_in_test
 
         import_tensorflow()
-        self._saves += 1
-        directory = self._tmp_path / "persist" / self.format / f"training-{self._saves}"
+        directory = self.scratch("training")
         return check_in_test(self.format, model, data, directory=directory, build=build,
                              steps=steps, safe_mode=self._options.safe_mode, **options)
 
@@ -435,6 +427,15 @@ class Persist:
         __tracebackhide__ = True
         return or_fail(f"[{self.format}] per-output option: ",
                        lambda: judge_by_path(expected, actual, options))
+
+    def _refuse(self, model: Any, inputs: Inputs, info: ModelInfo) -> None:
+        """Skip when the format cannot hold `model`; fail once, clearly, on inputs the plugin
+        cannot feed, store and fingerprint (steps.refuse_composite_inputs)."""
+        __tracebackhide__ = True
+        reason = self.applies_to(model)
+        if reason:
+            pytest.skip(f"[{self.format}] does not apply to {info.detail}: {reason}")
+        steps.refuse_composite_inputs(self.format, inputs)
 
     def _model_info(self, model: Any) -> ModelInfo:
         """What `model` is (every call given a model starts here: TensorFlow is imported,

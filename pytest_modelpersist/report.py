@@ -61,10 +61,12 @@ def format_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> list[s
 
 
 def outcome_table(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """Formats x passed/failed/skipped, in the order given."""
-    rows = [(fmt, c.get("passed", 0), c.get("failed", 0), c.get("skipped", 0))
-            for fmt, c in counts.items()]
-    return format_table(rows, ("format", "passed", "failed", "skipped"))
+    """Formats x passed/failed/skipped, in the order given; xfailed and xpassed columns when
+    any item had that outcome."""
+    columns = ["passed", "failed", "skipped"] + [
+        extra for extra in ("xfailed", "xpassed") if any(c.get(extra) for c in counts.values())]
+    rows = [(fmt, *(c.get(column, 0) for column in columns)) for fmt, c in counts.items()]
+    return format_table(rows, ("format", *columns))
 
 
 def environment_notes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

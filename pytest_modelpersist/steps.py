@@ -98,3 +98,19 @@ def or_fail(label: str, call: Callable[[], T]) -> T:
     except ValueError as exc:
         message = f"{label}{exc}"
     raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def refuse_composite_inputs(fmt: str, inputs: Any) -> None:
+    """Fail the test, once and clearly, when an input leaf is a SparseTensor or RaggedTensor:
+    inputs are fed, stored (goldens, archives, other processes) and fingerprinted as arrays;
+    composite outputs are supported."""
+    __tracebackhide__ = True
+    from .nest import composite_inputs
+
+    found = composite_inputs(inputs)
+    if found:
+        pytest.fail(
+            f"[{fmt}] the input {', '.join(found)}: composite tensors are not supported as inputs yet "
+            "(SparseTensor and RaggedTensor outputs are). Check the model on dense inputs "
+            "(x.to_tensor(), tf.sparse.to_dense(x)), or on the component arrays of a wrapper "
+            "that rebuilds the composite inside the model", pytrace=False)

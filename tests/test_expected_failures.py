@@ -48,6 +48,9 @@ def test_a_format_known_to_fail_is_xfailed_with_its_reason(pytester, key):
     result.assert_outcomes(passed=1, xfailed=1)
     result.stdout.fnmatch_lines(["*test_double[[]toy_broken[]]*[[]toy_broken[]] upstream#123: "
                                  "off by one*"])
+    result.stdout.fnmatch_lines([  # the summary counts it as xfailed, not skipped
+        "format * passed * failed * skipped * xfailed", "*",
+        "toy_json * 1 * 0 * 0 * 0 *", "toy_broken * 0 * 0 * 0 * 1 *"])
 
 
 def test_an_unexpected_pass_fails_the_test(pytester):

@@ -169,34 +169,45 @@ def test_cause_ignores_the_format_and_the_paths() -> None:
                     ) == "[XPASS(strict)] [h5] a bug"
 
 
-MASKED_RNN_TEST = textwrap.dedent(
-    """
-    import keras
-    import numpy as np
-
-    def build():
+OPERATION_MODELS = {
+    # the mask of Embedding(mask_zero=True) is recorded as the operation NotEqual
+    "masked_rnn": """
         tokens = keras.Input((5,), dtype="int32")
-        x = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)  # its mask: a NotEqual op
+        x = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)
         x = keras.layers.LSTM(3)(x)
-        return keras.Model(tokens, keras.layers.Dense(2)(x))
+        return keras.Model(tokens, keras.layers.Dense(2)(x)), np.array(
+            [[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], np.int32)
+    """,
+    # a residual `y + x`: the operation Add, rebuilt as the layer keras.layers.Add
+    "residual": """
+        x = keras.Input((4,))
+        y = keras.layers.Dense(4)(x)
+        return keras.Model(x, keras.layers.Dense(2)(y + x)), np.ones((2, 4), np.float32)
+    """,
+}
 
-    def test_masked_rnn(persist):
-        ids = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], np.int32)
-        persist.check(build(), ids, golden=False)
-    """
-)
 
-
-def test_keras_operation_in_a_legacy_h5_config_gets_the_keras_format_hint(pytester) -> None:
-    """Keras 3 records the mask of Embedding(mask_zero=True) as a NotEqual operation, which
-    its legacy HDF5 loader cannot rebuild: the h5 item fails saying so; .keras loads it."""
+@pytest.mark.parametrize(("model", "failure"), [
+    ("masked_rnn", "ValueError: Unknown layer: 'NotEqual'*"),
+    ("residual", "TypeError: too many positional arguments*"),
+])
+def test_keras_operation_in_a_legacy_h5_config_gets_the_keras_format_hint(pytester, model,
+                                                                          failure) -> None:
+    """Keras 3 records operations applied to tensors as layers of the config, which its
+    legacy HDF5 loader cannot rebuild: the h5 item fails saying so (and which layer it was
+    rebuilding); .keras loads the model."""
     keras = pytest.importorskip("keras")
     if keras.__version__.startswith("2."):
         pytest.skip("Keras 2 records no operations in a model config")
-    pytester.makepyfile(test_rnn=MASKED_RNN_TEST)
+    pytester.makepyfile(test_ops="import keras\nimport numpy as np\n\ndef build():"
+                        + textwrap.indent(textwrap.dedent(OPERATION_MODELS[model]), "    ")
+                        + "\ndef test_model(persist):\n    model, x = build()\n"
+                          "    persist.check(model, x, golden=False)\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "--persist-formats=h5,keras")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*[[]h5[]] restore */model.h5 failed: ValueError: Unknown layer: 'NotEqual'*",
-        "looking at the files: 'NotEqual' is a Keras operation the model applies to a tensor*"
-        "Save such a model as .keras*exclude=[[]'h5'[]])"])
+        f"*[[]h5[]] restore */model.h5 failed: {failure}",
+        "looking at the files: *'NotEqual' is also a Keras operation*Save such a model as "
+        ".keras*exclude=[[]'h5'[]])" if model == "masked_rnn" else
+        "looking at the files: it failed while rebuilding layer 'add*' (Add); 'Add' is also a "
+        "Keras operation*Save such a model as .keras*"])

@@ -45,6 +45,8 @@ def test_outcome_table_and_cache_line():
         "h5       2       1       0      ",
         "pb-capi  0       0       3      ",
     ]
+    assert outcome_table({"h5": {"passed": 1, "xfailed": 2}})[0] == (
+        "format  passed  failed  skipped  xfailed")
     assert cache_line({"h5": 1, "pb": 2}, {"pb": 5}) == (
         "artifacts: 3 saved, 5 reused from the session cache (h5 1+0, pb 2+5)")
 

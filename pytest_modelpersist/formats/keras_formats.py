@@ -94,7 +94,29 @@ class _KerasFormat(BaseFormat):
             notes.append("the file holds code (a Lambda layer) and was loaded with Keras "
                          "safe_mode, which refuses to run it. If you trust this file, opt in "
                          "for this test only: @pytest.mark.persist(unsafe=True)")
+        layer = failing_layer(exc)
+        if layer is not None:
+            notes.append(f"it failed while rebuilding layer {getattr(layer, 'name', '?')!r} "
+                         f"({type(layer).__name__})")
         return notes
+
+
+def failing_layer(exc: BaseException) -> Any:
+    """The layer Keras was rebuilding or calling when `exc` was raised: the innermost
+    traceback frame whose ``self`` or ``layer`` is a layer (not a whole model), or None.
+    Keras' own messages often leave it out ("too many positional arguments")."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for local in ("self", "layer"):
+            obj = frame.f_locals.get(local)
+            kinds = {cls.__name__ for cls in type(obj).__mro__}
+            if "Layer" in kinds and not kinds & {"Model", "Functional", "Sequential"}:
+                return obj
+    return None
 
 
 class _KerasModelFormat(_KerasFormat):
@@ -149,14 +171,16 @@ class H5Format(_KerasModelFormat):
 
     def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
         notes = super().diagnose(artifact, exc)
-        found = re.search(r"Unknown layer: '(\w+)'", str(exc))
-        if found and _is_keras_operation(found.group(1)):
+        unknown = re.search(r"Unknown layer: '(\w+)'", str(exc))
+        name = unknown.group(1) if unknown else type(failing_layer(exc)).__name__
+        if _is_keras_operation(name):
             notes.append(
-                f"'{found.group(1)}' is a Keras operation the model applies to a tensor (an "
-                "Embedding(mask_zero=True) feeding an RNN records its mask as NotEqual, a "
-                "keras.ops call in a Functional model is recorded the same way): Keras 3's "
-                "legacy HDF5 loader cannot rebuild operations. Save such a model as .keras "
-                "(the keras format loads it), or leave h5 out for this test with "
+                f"'{name}' is also a Keras operation, which Keras 3 records in a Functional "
+                "model's config when the model applies it to a tensor (`a + b` is Add, the "
+                "mask of Embedding(mask_zero=True) feeding an RNN is NotEqual, keras.ops "
+                "calls alike): its legacy HDF5 loader cannot rebuild operations (it fails, or "
+                "takes one for the layer of the same name). Save such a model as .keras (the "
+                "keras format loads it), or leave h5 out for this test with "
                 "@pytest.mark.persist(exclude=['h5'])")
         return notes
 
