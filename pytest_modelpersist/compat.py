@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -100,6 +101,10 @@ def layer_weight_names(layer_name: str, weight_paths: Iterable[str]) -> list[str
     return [f"{layer_name}/{s}" for s in short]
 
 
+#: A path component's trailing ``_<n>`` (``forward_gru_1/``), not the weight's own name.
+_AUTO_NUMBER = re.compile(r"_\d+(?=/)")
+
+
 def _layer_weights(model: Any) -> list[tuple[str, str, Any]]:
     """(``<layer>/<weight>``, position key, variable) of a Keras 2 model, in layer order.
 
@@ -114,13 +119,20 @@ def _layer_weights(model: Any) -> list[tuple[str, str, Any]]:
     for i, layer in enumerate(model.layers):
         weights = [w for w in layer.weights if id(w) not in seen]
         names = layer_weight_names(layer.name, [w.name for w in weights])
-        for name, w in zip(names, weights, strict=True):
-            seen.add(id(w))
+        keys = []
+        for name in names:
             weight = name[len(layer.name) + 1:]
             # A layer with sublayers names its weights under its own, auto-generated name
-            # (multi_head_attention_1/query/kernel), which a rebuilt model does not share.
-            weight = weight.removeprefix(f"{layer.name}/")
-            found.append((name, f"{i}.{type(layer).__name__}/{weight}", w))
+            # (multi_head_attention_1/query/kernel), which a rebuilt model does not share, and
+            # under its sublayers' (bidirectional_1/forward_gru_1/gru_cell/kernel): numbers
+            # Keras 2 counts up per process, dropped here.
+            weight = _AUTO_NUMBER.sub("", weight.removeprefix(f"{layer.name}/"))
+            keys.append(f"{i}.{type(layer).__name__}/{weight}")
+        if len(set(keys)) != len(keys):  # sublayers told apart only by those numbers
+            keys = [f"{i}.{type(layer).__name__}/#{j}" for j in range(len(keys))]
+        for name, key, w in zip(names, keys, weights, strict=True):
+            seen.add(id(w))
+            found.append((name, key, w))
     for w in model.weights:  # a subclassed model's own add_weight: no layer owns it
         if id(w) not in seen:
             seen.add(id(w))

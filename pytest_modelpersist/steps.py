@@ -110,7 +110,7 @@ def refuse_composite_inputs(fmt: str, inputs: Any) -> None:
     found = composite_inputs(inputs)
     if found:
         pytest.fail(
-            f"[{fmt}] the input {', '.join(found)}: composite tensors are not supported as inputs yet "
-            "(SparseTensor and RaggedTensor outputs are). Check the model on dense inputs "
-            "(x.to_tensor(), tf.sparse.to_dense(x)), or on the component arrays of a wrapper "
-            "that rebuilds the composite inside the model", pytrace=False)
+            f"[{fmt}] the input {', '.join(found)}: composite tensors are not supported as "
+            "inputs yet (SparseTensor and RaggedTensor outputs are). Check the model on dense "
+            "inputs (x.to_tensor(), tf.sparse.to_dense(x)), or on the component arrays of a "
+            "wrapper that rebuilds the composite inside the model", pytrace=False)

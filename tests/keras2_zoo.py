@@ -141,6 +141,16 @@ def forgetful(n_in: int = 4) -> Any:
     return keras.Model(inp, out)
 
 
+def bidirectional_gru(n_in: int = 5) -> Any:
+    """Token ids -> Embedding(mask_zero) -> Bidirectional(GRU) -> Dense: its GRU weights are
+    named under auto-numbered sublayers (bidirectional_1/forward_gru_1/gru_cell/kernel)."""
+    keras = keras2()
+    tokens = keras.Input((n_in,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)
+    x = keras.layers.Bidirectional(keras.layers.GRU(3))(x)
+    return keras.Model(tokens, keras.layers.Dense(2)(x))
+
+
 BUILDERS = {"sequential_bn": sequential_bn, "two_outputs": two_outputs, "subclassed": subclassed}
 
 

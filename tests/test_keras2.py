@@ -69,6 +69,16 @@ def test_keras2_models_round_trip(persist, kind):
             assert restored.report.complete and not restored.report.missing
 
 
+@pytest.mark.persist(formats=["ckpt", "weights_h5", "tf_checkpoint", "h5"], loaders=["inprocess"])
+def test_keras2_sublayer_weights_restore_into_a_rebuilt_model(persist):
+    """A rebuilt Bidirectional(GRU) numbers its sublayers anew (forward_gru_1 saved,
+    forward_gru_2 now): ckpt and weights_h5 restores into it were "incomplete: missing from
+    the file 6". They go by position, sublayer numbers left out."""
+    model = keras2_zoo.bidirectional_gru()
+    persist.check(model, np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0]], np.int32),
+                  build=keras2_zoo.bidirectional_gru, golden=False)
+
+
 def test_keras2_loaders(persist):
     """Every loader (in-process, fresh interpreter, C API) on a model of built-in layers."""
     model = trained("sequential_bn")

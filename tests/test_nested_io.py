@@ -198,8 +198,8 @@ def test_composite_inputs_fail_once_naming_the_input_or_skip(persist):
                  lambda: persist.save(ragged_sum_module(), inputs=[ragged])):
         with pytest.raises(pytest.fail.Exception) as failed:
             call()
-        assert re.match(r"\[savedmodel\] the input (x|input_0) \(RaggedTensor\): composite tensors are "
-                        r"not supported as inputs yet", str(failed.value)), failed.value
+        assert re.match(r"\[savedmodel\] the input (x|input_0) \(RaggedTensor\): composite "
+                        r"tensors are not supported as inputs yet", str(failed.value)), failed.value
 
 
 # ---- item 6: lookup tables ------------------------------------------------------------------
