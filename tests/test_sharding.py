@@ -331,3 +331,23 @@ def test_a_bad_size_given_to_save_fails_the_test_cleanly(tmp_path):
     with pytest.raises(pytest.fail.Exception, match=r"\[h5\] max_shard_mb: expected a number of "
                                                     r"MB > 0 \(2\*\*20 bytes\), got -1"):
         p.save(wide(), inputs=X, max_shard_mb=-1)
+
+
+def test_todays_sharded_savedmodel_restores_in_the_tf215_runtime(tmp_path):
+    """A sharded SavedModel of this TensorFlow, sliced variables included, checked through
+    TF 2.15.1 (a runtime loader: ini persist_runtimes), which cannot write shards itself."""
+    import os
+
+    from test_runtimes import TF215_ENV, persist_on
+
+    python = os.environ.get(TF215_ENV, "")
+    if not python:
+        pytest.skip(f"{TF215_ENV} is not set (make test sets it to .venv-tf215/bin/python)")
+    model = wide_module()
+    if why_whole("savedmodel", model):
+        pytest.skip(f"this version cannot shard: {why_whole('savedmodel', model)}")
+    # 5,000 bytes: each 16 KiB variable is sliced over shards
+    p = persist_on("savedmodel", tmp_path, "tf215", python, max_shard_mb=5_000 / shards.MB)
+    result = p.check(model, X, golden=False)  # fails unless TF 2.15.1 gives the outputs back
+    assert len(shard_files(result.artifact)) > 4
+    assert result.restored[0].how.startswith("runtime tf215 ("), result.restored[0].how
