@@ -25,7 +25,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Heavy tests first, the rest in their order (a stable sort).
 
     pytest-xdist hands tests out in collection order: a heavy test collected last keeps one
-    worker busy while the other has nothing left to do. Longest first keeps both busy.
+    worker busy while the other has nothing left to do. Longest first keeps both busy (with
+    `--dist worksteal`, as `make test` runs, the first worker starts with them and the other
+    steals light tests from the end of its queue).
     """
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 

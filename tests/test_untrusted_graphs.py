@@ -292,6 +292,15 @@ def test_a_savedmodel_whose_main_op_blocks_fails_at_the_timeout(tmp_path):
     assert time.monotonic() - start < 30
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT's default disposition, so Python raises
+    KeyboardInterrupt on it. A suite started in the background (`make test &`, some CI
+    runners) inherits SIGINT ignored, and a Python started with it ignored never raises."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("fmt", ["pb", "savedmodel"])
 @pytest.mark.heavy
 def test_sigint_stops_an_in_process_hang(fmt, pytester):
@@ -313,7 +322,8 @@ def test_sigint_stops_an_in_process_hang(fmt, pytester):
         [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider",
                              "-p", "no:xdist", str(pytester.path)], cwd=pytester.path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "RUNNING" in line:
@@ -353,7 +363,8 @@ def test_ctrl_c_taken_by_another_thread_still_ends_the_wait():
             print(f"INTERRUPTED after {time.monotonic() - start:.1f} s")
         """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30)  # before the fix: a wait that never ends
+                         timeout=30,  # before the fix: a wait that never ends
+                         preexec_fn=_ctrl_c_as_in_a_terminal)
     assert "INTERRUPTED after 0." in out.stdout or "INTERRUPTED after 1." in out.stdout, (
         out.stdout + out.stderr)
 
