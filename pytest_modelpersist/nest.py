@@ -261,8 +261,8 @@ def as_array(value: Any, where: str = "value") -> np.ndarray:
 def composite_inputs(inputs: Any) -> list[str]:
     """``input/0 (RaggedTensor)`` for every leaf of `inputs` that is a TensorFlow composite
     (SparseTensor, RaggedTensor, ...): inputs are fed, stored and fingerprinted as arrays."""
-    return [f"{_name(path, INPUT, isinstance(inputs, (list, tuple)))} ({type(leaf).__name__})"
-            for path, leaf in _walk(inputs, ()) if _composite(leaf) is not None]
+    return [f"{name} ({type(leaf).__name__})" for name, leaf in named_leaves(inputs, INPUT).items()
+            if _composite(leaf) is not None]
 
 
 def _composite(x: Any) -> str | None:

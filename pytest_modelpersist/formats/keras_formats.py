@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import traceback
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -105,11 +106,7 @@ def failing_layer(exc: BaseException) -> Any:
     """The layer Keras was rebuilding or calling when `exc` was raised: the innermost
     traceback frame whose ``self`` or ``layer`` is a layer (not a whole model), or None.
     Keras' own messages often leave it out ("too many positional arguments")."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     for frame in reversed(frames):
         for local in ("self", "layer"):
             obj = frame.f_locals.get(local)
@@ -172,8 +169,9 @@ class H5Format(_KerasModelFormat):
     def diagnose(self, artifact: Artifact, exc: BaseException) -> list[str]:
         notes = super().diagnose(artifact, exc)
         unknown = re.search(r"Unknown layer: '(\w+)'", str(exc))
-        name = unknown.group(1) if unknown else type(failing_layer(exc)).__name__
-        if _is_keras_operation(name):
+        layer = failing_layer(exc)
+        name = unknown.group(1) if unknown else type(layer).__name__ if layer else None
+        if name and _is_keras_operation(name):
             notes.append(
                 f"'{name}' is also a Keras operation, which Keras 3 records in a Functional "
                 "model's config when the model applies it to a tensor (`a + b` is Add, the "
