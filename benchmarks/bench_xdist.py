@@ -161,7 +161,7 @@ def run_suite(cwd: Path, workers: int, junit: Path,
 
 
 def measure(name: str, cwd: Path, workers: int, repeat: int, extra: list[str],
-            goal: float, tmp: Path) -> bool:
+            goal: float, tmp: Path, one_save_goal: bool = False) -> bool:
     """Run one suite -n 0 / -n `workers` alternately, print the table and the goal's line;
     returns whether the goal was met with identical outcomes."""
     # Over 60 lines: one measurement, then its table; the pieces share many locals.
@@ -231,7 +231,11 @@ def measure(name: str, cwd: Path, workers: int, repeat: int, extra: list[str],
     print()
     met = bool(print_goal(f"{name}: -n {workers} wall <= {goal}x -n 0, same outcomes",
                           f"{ratio:.2f}x (median of {repeat})", same and ratio <= goal))
-    # the shared artifact cache: the workers together save each key once, as -n 0 does
+    if not one_save_goal:
+        return met
+    # the shared artifact cache: the workers together save each key once, as -n 0 does (the
+    # generated suite's keys do not depend on the order; example_project's fine-tuned models
+    # do, so its count may differ by the order the tests ran in)
     one_save = saved[workers] == saved[0] and all(saved[0])
     print_goal(f"{name}: one save per artifact key over {workers} workers",
                f"saves -n 0 {saved[0]}, -n {workers} {saved[workers]}", one_save)
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_generated:
             suite = write_generated(Path(tmp) / "generated")
             measure("generated", suite, args.workers, args.repeat, args.pytest_args,
-                    GENERATED_GOAL, Path(tmp))
+                    GENERATED_GOAL, Path(tmp), one_save_goal=True)
         if not args.skip_example:
             measure("example_project", EXAMPLE, args.workers, args.repeat, args.pytest_args,
                     GOAL, Path(tmp))

@@ -374,14 +374,13 @@ class Persist:
         `steps` more and fail unless they agree exactly: weights, optimizer slots and
         iterations, preprocessing state, compile configuration, losses and metrics.
 
-        `data` is an ``(x, y)`` pair or a batched tf.data.Dataset. Options: `batch_size`,
-        `rtol`, `atol`, and `save=`/`load=` to check your own checkpoint code. Skipped for
-        formats that cannot hold training state. Returns the TrainingReport.
-        """
+        `data`: ``(x, y)`` or a batched tf.data.Dataset. Options: `batch_size`, `rtol`, `atol`,
+        `max_shard_mb` (as `save`), `save=`/`load=` to check your own checkpoint code. Skipped
+        for formats that cannot hold training state. Returns the TrainingReport."""
         __tracebackhide__ = True
         from .training import check_in_test
-
         import_tensorflow()
+        options.setdefault(shards.OPTION, self._options.max_shard_mb)
         directory = self.scratch("training")
         return check_in_test(self.format, model, data, directory=directory, build=build,
                              steps=steps, safe_mode=self._options.safe_mode, **options)

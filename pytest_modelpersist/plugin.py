@@ -56,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="time limit of one subprocess/capi load and run (default 300)",
     )
     group.addoption(
+        "--persist-max-shard-mb", dest="persist_max_shard_mb", default=None, metavar="MB",
+        help="split the weights of every save into files of at most MB (2**20 bytes) in the "
+             "formats that can (tf_checkpoint, savedmodel, weights_h5); 0: whole files. "
+             "Default: the persist_max_shard_mb ini option, else whole files.",
+    )
+    group.addoption(
         "--persist-no-cache", dest="persist_no_cache", action="store_true",
         help="save the model anew in every test instead of reusing the session's artifacts",
     )
@@ -102,7 +108,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_max_shard_mb",
                   "split the weights of every save into files of at most this many MB (2**20 "
                   "bytes), in the formats that can (tf_checkpoint, savedmodel, weights_h5); "
-                  "empty: whole files", default="")
+                  "empty: whole files (default for --persist-max-shard-mb)", default="")
     parser.addini("persist_tolerances",
                   "per-dtype tolerance overrides, one 'dtype = rtol, atol' per line",
                   type="linelist", default=[])

@@ -340,7 +340,7 @@ class PersistSettings:
                                   config.getini("persist_subprocess_path")),
             subprocess_imports=tuple(config.getini("persist_subprocess_imports")),
             decision=parse_decision(config.getini("persist_decision")), runtimes=runtimes,
-            max_shard_mb=_max_shard_mb(config.getini("persist_max_shard_mb")),
+            max_shard_mb=_max_shard_mb(*_option_or_ini(config, "persist_max_shard_mb")),
         )
         convert_lines = config.getini("persist_convert")
         if convert_lines:  # reading the declarations imports the built-in formats' modules
@@ -369,18 +369,21 @@ class PersistSettings:
         )
 
 
-def _max_shard_mb(spec: Any) -> float | None:
-    """ini persist_max_shard_mb: MB > 0, or empty (whole files); else pytest.UsageError."""
+def _max_shard_mb(spec: Any, source: str) -> float | None:
+    """persist_max_shard_mb: MB > 0, or empty (ini) / 0 (command line) for whole files; else
+    a pytest.UsageError naming `source`."""
     if spec in (None, ""):
         return None
     try:
         value = float(spec)
+        if source.startswith("--") and value == 0:
+            return None  # the command line's way to turn an ini's sharding off
         if not (value > 0 and math.isfinite(value)):
             raise ValueError
     except ValueError:
-        raise pytest.UsageError(f"ini persist_max_shard_mb: expected a number of MB > 0 "
-                                f"(2**20 bytes), or nothing for whole files; got {spec!r}"
-                                ) from None
+        whole = "0" if source.startswith("--") else "nothing"
+        raise pytest.UsageError(f"{source}: expected a number of MB > 0 (2**20 bytes), or "
+                                f"{whole} for whole files; got {spec!r}") from None
     return value
 
 

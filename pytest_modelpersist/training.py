@@ -16,6 +16,8 @@ which gives it the zero state its first training step would.
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ import numpy as np
 
 from . import compat
 from ._tf import import_keras, import_tensorflow
+from .errors import PersistWarning
+from .formats import shards
 from .models import tf_variable
 from .training_state import (
     align_rng,
@@ -312,15 +316,19 @@ class TrainingIO:
 
 
 def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = True,
-              keras: Any = None) -> TrainingIO:
+              keras: Any = None, max_shard_mb: float | None = None) -> TrainingIO:
     """The built-in way `fmt` saves and restores training state.
 
     `keras` is the package whose `load_model` reads the files (the model's: `tf_keras` for a
-    Keras 2 model; default `keras`). Raises TrainingCheckError when the format needs `build`
-    and has none; KeyError (with the reason, see NO_TRAINING_STATE) when the format cannot
-    hold training state.
+    Keras 2 model; default `keras`). `max_shard_mb` splits the saved weights into files of at
+    most that many MB where the format and versions can (tf_checkpoint, weights_h5; as
+    `persist.save`), else whole files after a PersistWarning saying why. Raises
+    TrainingCheckError when the format needs `build` and has none; KeyError (with the reason,
+    see NO_TRAINING_STATE) when the format cannot hold training state.
     """
     keras, tf = keras or import_keras(), import_tensorflow()
+    if max_shard_mb is not None and fmt in ("keras", "h5", "ckpt"):  # whole files only
+        _warn_whole(fmt, shards.whole_reason(fmt))
 
     def rebuilt(prepare: Callable[[Any], Any]) -> Any:
         if build is None:
@@ -340,7 +348,11 @@ def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = Tr
 
     def save_object_checkpoint(model: Any, directory: Path) -> Path:
         # A Keras 3 model tracks its optimizer: both are in the object graph.
-        return Path(tf.train.Checkpoint(model=model).write(str(directory / "ckpt")))
+        options, why = shards.tf_options(max_shard_mb)
+        if why:
+            _warn_whole(fmt, why)
+        return Path(tf.train.Checkpoint(model=model).write(str(directory / "ckpt"),
+                                                           options=options))
 
     def load_object_checkpoint(path: Path, prepare: Callable[[Any], Any]) -> Any:
         target = rebuilt(prepare)
@@ -354,7 +366,8 @@ def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = Tr
         return TrainingIO(save_file("model.h5"), load_model,
                           "keras.models.load_model(compile=True) of legacy HDF5", True)
     if fmt == "weights_h5":
-        return TrainingIO(save_weights, lambda path, prepare: load_weights(path, rebuilt(prepare)),
+        return TrainingIO(functools.partial(save_weights, max_shard_mb=max_shard_mb),
+                          lambda path, prepare: load_weights(path, rebuilt(prepare)),
                           "model.load_weights into build() (optimizer built first)", False)
     if fmt == "tf_checkpoint":
         return TrainingIO(save_object_checkpoint, load_object_checkpoint,
@@ -366,11 +379,25 @@ def format_io(fmt: str, *, build: Callable[[], Any] | None, safe_mode: bool = Tr
                                               "format saves training state"))
 
 
-def save_weights(model: Any, directory: Path) -> Path:
+def save_weights(model: Any, directory: Path, max_shard_mb: float | None = None) -> Path:
     """`model.save_weights`: Keras 3 writes a compiled model's optimizer state into the
-    `.weights.h5` file too (its ``optimizer/vars`` group)."""
-    model.save_weights(str(directory / "model.weights.h5"))
-    return directory / "model.weights.h5"
+    `.weights.h5` file too (its ``optimizer/vars`` group); with `max_shard_mb` (Keras >= 3.10)
+    into ``model_NNNNN.weights.h5`` shards named by ``model.weights.json``."""
+    why = None if max_shard_mb is None else shards.keras_shards(model)
+    if max_shard_mb is None or why is not None:
+        if why:
+            _warn_whole("weights_h5", why)
+        model.save_weights(str(directory / "model.weights.h5"))
+        return directory / "model.weights.h5"
+    model.save_weights(str(directory / "model.weights.json"),
+                       max_shard_size=max_shard_mb * shards.MB / 1024**3)
+    return directory / "model.weights.json"
+
+
+def _warn_whole(fmt: str, why: str) -> None:
+    """A check_training save asked to shard writes whole files: say why, once per call site."""
+    warnings.warn(PersistWarning(f"[{fmt}] max_shard_mb asked for shards, but check_training "
+                                 f"saves whole files: {why}"), stacklevel=4)
 
 
 def load_weights(path: Path, target: Any) -> Any:
@@ -405,7 +432,8 @@ def check_in_test(fmt: str, model: Any, data: Any, *, directory: Path,
                   build: Callable[[], Any] | None = None, steps: int = 2, batch_size: int = 32,
                   save: Callable[[Any, Path], Any] | None = None,
                   load: Callable[[Path], Any] | None = None, rtol: float = 0.0,
-                  atol: float = 0.0, safe_mode: bool = True) -> TrainingReport:
+                  atol: float = 0.0, safe_mode: bool = True,
+                  max_shard_mb: float | None = None) -> TrainingReport:
     """`persist.check_training` for the format `fmt`: skip when the format cannot hold
     training state, fail with the report when training does not resume; returns the report.
 
@@ -417,6 +445,11 @@ def check_in_test(fmt: str, model: Any, data: Any, *, directory: Path,
 
     if (save is None) != (load is None):
         pytest.fail(f"[{fmt}] check_training takes save= and load= together", pytrace=False)
+    if max_shard_mb is not None:
+        try:
+            max_shard_mb = shards.check_size(max_shard_mb, shards.OPTION)
+        except ValueError as exc:
+            pytest.fail(f"[{fmt}] {exc}", pytrace=False)
     if save is not None and load is not None:
         user_save, user_load = save, load
         io = TrainingIO(lambda m, d: Path(user_save(m, d) or d),
@@ -424,7 +457,7 @@ def check_in_test(fmt: str, model: Any, data: Any, *, directory: Path,
     else:
         try:
             io = format_io(fmt, build=build, safe_mode=safe_mode,
-                           keras=compat.keras_package_of(model))
+                           keras=compat.keras_package_of(model), max_shard_mb=max_shard_mb)
         except KeyError as exc:
             pytest.skip(f"[{fmt}] {exc.args[0]}")
     directory.mkdir(parents=True, exist_ok=True)

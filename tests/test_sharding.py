@@ -290,16 +290,40 @@ def test_ini_and_marker_choose_the_shard_size_and_whole_formats_say_so(pytester)
     assert out.count("PersistWarning: [h5]") == 1  # the marker's None: no warning
 
 
-@pytest.mark.parametrize("ini, marker, expected", [
-    ("persist_max_shard_mb = -1", None, "ini persist_max_shard_mb: expected a number of MB > 0"),
-    ("persist_max_shard_mb = lots", None, "ini persist_max_shard_mb: expected a number of MB"),
-    ("", "'64'", "@pytest.mark.persist(max_shard_mb='64'): expected a number of MB > 0"),
+@pytest.mark.parametrize("ini, cli, sharded", [
+    ("", "--persist-max-shard-mb=0.0001", True),
+    ("persist_max_shard_mb = 0.0001", "--persist-max-shard-mb=0", False),
 ])
-def test_bad_shard_sizes_are_refused_before_anything_runs(pytester, ini, marker, expected):
+def test_the_command_line_sets_the_shard_size_over_the_ini(pytester, ini, cli, sharded):
+    can = [f for f in SHARDING if why_whole(f, model_zoo.functional()) is None]
+    if not can:
+        pytest.skip("this version shards no format")
+    pytester.syspathinsert(str(Path(__file__).parent))
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(textwrap.dedent(PLUGIN_TESTS))
+    result = pytester.runpytest(f"--persist-formats={can[0]}", "--persist-loaders=inprocess",
+                                cli, "-s", "-k", "test_ini", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    files = next(line for line in result.stdout.lines if "SHARDED" in line)
+    assert (not files.endswith(f"SHARDED {can[0]} []")) == sharded, files
+
+
+@pytest.mark.parametrize("ini, marker, cli, expected", [
+    ("persist_max_shard_mb = -1", None, [],
+     "ini option persist_max_shard_mb: expected a number of MB > 0 (2**20 bytes), or nothing"),
+    ("persist_max_shard_mb = lots", None, [], "ini option persist_max_shard_mb: expected a number"),
+    ("", "'64'", [], "@pytest.mark.persist(max_shard_mb='64'): expected a number of MB > 0"),
+    ("", None, ["--persist-max-shard-mb=-1"],
+     "--persist-max-shard-mb: expected a number of MB > 0 (2**20 bytes), or 0 for whole files; "
+     "got '-1'"),
+    ("persist_max_shard_mb = 64", None, ["--persist-max-shard-mb=inf"],
+     "--persist-max-shard-mb: expected a number of MB > 0"),
+])
+def test_bad_shard_sizes_are_refused_before_anything_runs(pytester, ini, marker, cli, expected):
     pytester.makeini(f"[pytest]\n{ini}\n")
     mark = f"@pytest.mark.persist(max_shard_mb={marker})\n" if marker else ""
     pytester.makepyfile(f"import pytest\n\n{mark}def test_a(persist):\n    pass\n")
-    result = pytester.runpytest("--collect-only", "-q", "--persist-formats=h5")
+    result = pytester.runpytest("--collect-only", "-q", "--persist-formats=h5", *cli)
     assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
     assert expected in result.stdout.str() + result.stderr.str()
 

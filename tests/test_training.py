@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,42 @@ def test_correct_round_trip_resumes_exactly(fmt: str, data: Any, tmp_path: Path)
     assert report.ok, report.text()
     ours, theirs = report.losses
     assert len(ours) == 2 and ours == theirs  # exact, not close
+
+
+@pytest.mark.parametrize("fmt", ["tf_checkpoint", "weights_h5", "keras"])
+def test_sharded_training_state_resumes_exactly(fmt: str, data: Any, tmp_path: Path) -> None:
+    """max_shard_mb reaches check_training's saves: shards (the optimizer's slots in them)
+    where the format and versions can, else whole files after a PersistWarning saying why."""
+    from test_sharding import why_whole
+
+    keras.utils.set_random_seed(1)
+    model = build()
+    why = "a .keras archive is one zip file" if fmt == "keras" else why_whole(fmt, model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        io = format_io(fmt, build=build, max_shard_mb=0.0002)  # 209 bytes: several shards
+        report = check_training(model, data, fmt=fmt, directory=tmp_path, save=io.save,
+                                load=io.load, how=io.how, holds_compile=io.holds_compile)
+    assert report.ok, report.text()
+    assert report.losses[0] == report.losses[1]
+    shards = [p.name for p in tmp_path.rglob("*") if ".data-" in p.name or (
+        p.name.startswith("model_") and p.name.endswith(".weights.h5"))]
+    whole = [str(w.message) for w in caught if "check_training saves whole files" in
+             str(w.message)]
+    if why is None:
+        assert len(shards) > 2 and not whole, (shards, whole)
+    else:
+        assert not [n for n in shards if not n.endswith("-of-00001")], shards  # whole files
+        assert whole and whole[0].startswith(f"[{fmt}] max_shard_mb asked"), whole
+
+
+def test_a_bad_shard_size_fails_check_training_cleanly(tmp_path: Path) -> None:
+    from pytest_modelpersist.training import check_in_test
+
+    with pytest.raises(pytest.fail.Exception, match=r"\[keras\] max_shard_mb: expected a "
+                                                    r"number of MB > 0 \(2\*\*20 bytes\), "
+                                                    r"got 'big'"):
+        check_in_test("keras", build(), None, directory=tmp_path, max_shard_mb="big")
 
 
 def test_model_is_put_back(data: Any, tmp_path: Path) -> None:
