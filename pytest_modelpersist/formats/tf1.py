@@ -93,11 +93,12 @@ def graph_model_from_function(model: Any, inputs: Inputs
             return_elements=[t.name for t in returned], name="model",
         )
         outputs = [tf.identity(t, name=f"output_{i}") for i, t in enumerate(outs)]
-        init = [tf.compat.v1.variables_initializer(list(graph_vars.values())),
-                tf.compat.v1.tables_initializer()]
+        init = tf.compat.v1.tables_initializer()
     session = tf.compat.v1.Session(graph=graph)
     session.run(init)
     graph_model = GraphModel(session, inputs=placeholders, outputs=outputs)
+    # the assignment initializes each variable: running their zeros initializers first would
+    # fill a second copy of the weights (the peak of a big model's save)
     graph_model.load_values([(var, named[n].numpy()) for n, var in graph_vars.items()])
     io.inputs.tensors, io.outputs.tensors = graph_model.input_names, graph_model.output_names
     return graph_model, graph_vars, io
