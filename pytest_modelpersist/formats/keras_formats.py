@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import traceback
 import warnings
 import zipfile
@@ -180,7 +181,28 @@ class H5Format(_KerasModelFormat):
                 "takes one for the layer of the same name). Save such a model as .keras (the "
                 "keras format loads it), or leave h5 out for this test with "
                 "@pytest.mark.persist(exclude=['h5'])")
+        elif unknown and (registered := _registered_as(unknown.group(1))):
+            notes.append(
+                f"'{name}' is registered as {' and '.join(map(repr, registered))} "
+                "(keras.saving.register_keras_serializable, as keras-hub registers its "
+                "models), but the legacy HDF5 loader looks a custom class up by its bare name "
+                "only. The keras format loads it; for h5, register the class by its bare name "
+                f"too (in conftest.py: keras.saving.get_custom_objects()[{name!r}] = "
+                "<the class>), or leave h5 out with @pytest.mark.persist(exclude=['h5'])")
         return notes
+
+
+def _registered_as(name: str) -> list[str]:
+    """The ``package>name`` keys under which the Keras packages loaded here (keras, tf_keras)
+    registered a class called `name`, when none registered it by its bare name."""
+    found: list[str] = []
+    for package in ("keras", "tf_keras"):
+        saving = getattr(sys.modules.get(package), "saving", None)
+        registry: dict[str, Any] = getattr(saving, "get_custom_objects", dict)()
+        if name in registry:
+            return []
+        found += sorted(k for k in registry if k.endswith(f">{name}"))
+    return found
 
 
 def _is_keras_operation(name: str) -> bool:
