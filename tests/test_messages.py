@@ -255,4 +255,38 @@ def test_h5_of_a_class_registered_with_a_package_names_the_registration(pytester
         "*[[]h5[]] restore */model.h5 failed: ValueError: Unknown layer: 'Backbone'*",
         "looking at the files: *'Backbone' is registered as 'my_hub>Backbone' "
         "(keras.saving.register_keras_serializable*the legacy HDF5 loader looks a custom class "
-        "up by its bare name only*keras.saving.get_custom_objects()[[]'Backbone'[]] = <the class>*"])
+        "up by its bare name only*keras.saving.get_custom_objects()[[]'Backbone'[]] = "
+        "<the class>*"])
+
+
+UNREGISTERED_LAYER = """
+import keras
+import numpy as np
+
+
+class TimesTwo(keras.layers.Layer):
+    '''A custom layer nobody registered (keras.applications' ConvNeXt has one: LayerScale).'''
+
+    def call(self, x):
+        return 2.0 * x
+
+
+def test_model(persist):
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, TimesTwo(name="times_two")(keras.layers.Dense(3, name="d")(x)))
+    persist.check(model, np.ones((2, 4), "float32"), golden=False)
+"""
+
+
+def test_h5_of_an_unregistered_layer_names_where_it_is_defined(pytester) -> None:
+    """A custom layer class that is not registered fails to load from legacy HDF5 (the file
+    holds only its bare name; .keras records its module): the item names the module that
+    defines it and how to register it."""
+    pytester.makepyfile(test_times_two=UNREGISTERED_LAYER)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--persist-formats=h5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*[[]h5[]] restore */model.h5 failed: *Unknown layer: 'TimesTwo'*",
+        "looking at the files: *a layer class 'TimesTwo' is defined in "
+        "test_times_two.TimesTwo (imported here) but registered under no name*"
+        "keras.saving.get_custom_objects()[[]'TimesTwo'[]] = <the class>*"])

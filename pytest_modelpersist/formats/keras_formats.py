@@ -189,7 +189,31 @@ class H5Format(_KerasModelFormat):
                 "only. The keras format loads it; for h5, register the class by its bare name "
                 f"too (in conftest.py: keras.saving.get_custom_objects()[{name!r}] = "
                 "<the class>), or leave h5 out with @pytest.mark.persist(exclude=['h5'])")
+        elif unknown and (defined := _defined_unregistered(unknown.group(1))):
+            name = unknown.group(1)
+            notes.append(
+                f"a layer class {name!r} is defined in {' and '.join(defined)} (imported here) "
+                "but registered under no name, and the legacy HDF5 file records only the bare "
+                "class name: register it (@keras.saving.register_keras_serializable() on the "
+                f"class, or in conftest.py keras.saving.get_custom_objects()[{name!r}] = "
+                "<the class>); the keras format finds it by its module without that")
         return notes
+
+
+def _defined_unregistered(name: str) -> list[str]:
+    """Where a Keras layer class called `name` is defined among the modules imported here
+    (``module.Name``, at most three), when no Keras package registered it by that name."""
+    if _registered_as(name) or any(name in getattr(getattr(sys.modules.get(p), "saving", None),
+                                                   "get_custom_objects", dict)()
+                                   for p in ("keras", "tf_keras")):
+        return []
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        cls = getattr(module, "__dict__", {}).get(name)  # no module __getattr__ side effects
+        if (isinstance(cls, type) and cls.__module__ == module_name
+                and any(base.__name__ == "Layer" for base in cls.__mro__)):
+            found.append(f"{module_name}.{name}")
+    return sorted(found)[:3]
 
 
 def _registered_as(name: str) -> list[str]:
