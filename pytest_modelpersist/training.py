@@ -383,15 +383,10 @@ def save_weights(model: Any, directory: Path, max_shard_mb: float | None = None)
     """`model.save_weights`: Keras 3 writes a compiled model's optimizer state into the
     `.weights.h5` file too (its ``optimizer/vars`` group); with `max_shard_mb` (Keras >= 3.10)
     into ``model_NNNNN.weights.h5`` shards named by ``model.weights.json``."""
-    why = None if max_shard_mb is None else shards.keras_shards(model)
-    if max_shard_mb is None or why is not None:
-        if why:
-            _warn_whole("weights_h5", why)
-        model.save_weights(str(directory / "model.weights.h5"))
-        return directory / "model.weights.h5"
-    model.save_weights(str(directory / "model.weights.json"),
-                       max_shard_size=max_shard_mb * shards.MB / 1024**3)
-    return directory / "model.weights.json"
+    path, why = shards.save_keras_weights(model, directory, "model.weights.h5", max_shard_mb)
+    if why:
+        _warn_whole("weights_h5", why)
+    return path
 
 
 def _warn_whole(fmt: str, why: str) -> None:

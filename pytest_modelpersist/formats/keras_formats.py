@@ -172,6 +172,9 @@ class H5Format(_KerasModelFormat):
         unknown = re.search(r"Unknown layer: '(\w+)'", str(exc))
         layer = failing_layer(exc)
         name = unknown.group(1) if unknown else type(layer).__name__ if layer else None
+        # a class Keras could not find: registered only as package>name ([...]), by its bare
+        # name (None: not the cause), or under no name at all ([])
+        registered = _registered_as(name) if unknown and name else None
         if name and _is_keras_operation(name):
             notes.append(
                 f"'{name}' is also a Keras operation, which Keras 3 records in a Functional "
@@ -181,7 +184,7 @@ class H5Format(_KerasModelFormat):
                 "takes one for the layer of the same name). Save such a model as .keras (the "
                 "keras format loads it), or leave h5 out for this test with "
                 "@pytest.mark.persist(exclude=['h5'])")
-        elif unknown and (registered := _registered_as(unknown.group(1))):
+        elif registered:
             notes.append(
                 f"'{name}' is registered as {' and '.join(map(repr, registered))} "
                 "(keras.saving.register_keras_serializable, as keras-hub registers its "
@@ -189,8 +192,7 @@ class H5Format(_KerasModelFormat):
                 "only. The keras format loads it; for h5, register the class by its bare name "
                 f"too (in conftest.py: keras.saving.get_custom_objects()[{name!r}] = "
                 "<the class>), or leave h5 out with @pytest.mark.persist(exclude=['h5'])")
-        elif unknown and (defined := _defined_unregistered(unknown.group(1))):
-            name = unknown.group(1)
+        elif registered == [] and name and (defined := _defined_in(name)):
             notes.append(
                 f"a layer class {name!r} is defined in {' and '.join(defined)} (imported here) "
                 "but registered under no name, and the legacy HDF5 file records only the bare "
@@ -200,13 +202,22 @@ class H5Format(_KerasModelFormat):
         return notes
 
 
-def _defined_unregistered(name: str) -> list[str]:
+def _registered_as(name: str) -> list[str] | None:
+    """The ``package>name`` keys under which the Keras packages loaded here (keras, tf_keras)
+    registered a class called `name`; None when one registered it by its bare name."""
+    found: list[str] = []
+    for package in ("keras", "tf_keras"):
+        saving = getattr(sys.modules.get(package), "saving", None)
+        registry: dict[str, Any] = getattr(saving, "get_custom_objects", dict)()
+        if name in registry:
+            return None
+        found += sorted(k for k in registry if k.endswith(f">{name}"))
+    return found
+
+
+def _defined_in(name: str) -> list[str]:
     """Where a Keras layer class called `name` is defined among the modules imported here
-    (``module.Name``, at most three), when no Keras package registered it by that name."""
-    if _registered_as(name) or any(name in getattr(getattr(sys.modules.get(p), "saving", None),
-                                                   "get_custom_objects", dict)()
-                                   for p in ("keras", "tf_keras")):
-        return []
+    (``module.Name``, at most three)."""
     found = []
     for module_name, module in list(sys.modules.items()):
         cls = getattr(module, "__dict__", {}).get(name)  # no module __getattr__ side effects
@@ -214,19 +225,6 @@ def _defined_unregistered(name: str) -> list[str]:
                 and any(base.__name__ == "Layer" for base in cls.__mro__)):
             found.append(f"{module_name}.{name}")
     return sorted(found)[:3]
-
-
-def _registered_as(name: str) -> list[str]:
-    """The ``package>name`` keys under which the Keras packages loaded here (keras, tf_keras)
-    registered a class called `name`, when none registered it by its bare name."""
-    found: list[str] = []
-    for package in ("keras", "tf_keras"):
-        saving = getattr(sys.modules.get(package), "saving", None)
-        registry: dict[str, Any] = getattr(saving, "get_custom_objects", dict)()
-        if name in registry:
-            return []
-        found += sorted(k for k in registry if k.endswith(f">{name}"))
-    return found
 
 
 def _is_keras_operation(name: str) -> bool:
@@ -373,14 +371,8 @@ class WeightsH5Format(_KerasFormat):
         # Keras 2 writes its own (v3) layout for a `.weights.h5` name; a plain `.h5` gets the
         # legacy layer-named file that its load_weights(by_name=True) reads.
         main = "model_weights.h5" if info.kind == KERAS2 else "model.weights.h5"
-        why = None if max_shard_mb is None else shards.keras_shards(model)
-        if max_shard_mb is None or why is not None:
-            model.save_weights(str(directory / main))
-        else:  # model.weights.json names the model_NNNNN.weights.h5 shards
-            main = "model.weights.json"
-            model.save_weights(str(directory / main), max_shard_size=shards.check_size(
-                max_shard_mb, shards.OPTION) * shards.MB / 1024**3)
-        artifact = self.new_artifact(directory, main, info, inputs)
+        path, why = shards.save_keras_weights(model, directory, main, max_shard_mb)
+        artifact = self.new_artifact(directory, path.name, info, inputs)
         if max_shard_mb is not None:
             shards.mark(artifact, sorted(directory.glob("model_*.weights.h5")), why)
         return artifact

@@ -168,6 +168,20 @@ def keras_shards(model: Any) -> str | None:
             "no max_shard_size (Keras >= 3.10 shards weights files)")
 
 
+def save_keras_weights(model: Any, directory: Path, name: str,
+                       max_shard_mb: float | None) -> tuple[Path, str | None]:
+    """`model.save_weights` into `directory`: as `name`, or with `max_shard_mb` (Keras >=
+    3.10) as ``model.weights.json`` naming ``model_NNNNN.weights.h5`` shards. Returns the
+    file written and why a size asked for wrote a whole file (None: it did not)."""
+    why = None if max_shard_mb is None else keras_shards(model)
+    if max_shard_mb is None or why is not None:
+        model.save_weights(str(directory / name))
+        return directory / name, why
+    path = directory / "model.weights.json"
+    model.save_weights(str(path), max_shard_size=check_size(max_shard_mb, OPTION) * MB / 1024**3)
+    return path, None
+
+
 def mark(artifact: Any, files: list[Path], why: str | None) -> None:
     """Record in `artifact`'s meta why a save asked to shard wrote whole files, or the bytes of
     each shard it wrote (by path in the artifact: a restore checks them, `check_recorded`)."""
